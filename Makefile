@@ -1,0 +1,52 @@
+# The routines of the helpdesk. `make run` and `make test` do all the set-up a fresh machine needs.
+SHELL := /bin/bash
+PY := .venv/bin/python
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+WORKSPACE_FILES := pyproject.toml uv.lock $(wildcard */pyproject.toml libs/*/pyproject.toml services/*/pyproject.toml)
+
+.PHONY: install run test test-fast test-e2e lint fmt bench docs clean
+
+## install: Python dependencies (uv workspace in .venv), Kafka jars and the store binary (reused when present)
+install: .venv/.installed .cache/.infra-ready
+
+.venv/.installed: $(WORKSPACE_FILES)
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --all-packages --frozen
+	@touch $@
+
+.cache/.infra-ready: infra/stack.py infra/kafka/pom.xml infra/ferretdb/go.mod infra/ferretdb/main.go | .venv/.installed
+	$(PY) infra/stack.py install
+	@mkdir -p .cache && touch $@
+
+## run: the whole helpdesk on this machine (Ctrl-C stops every process)
+run: install
+	$(PY) infra/local.py run
+
+## test: every test: fast tests, then the journeys on the real Kafka and store
+test: install
+	$(PY) -m pytest -p no:cacheprovider
+
+test-fast: install
+	$(PY) -m pytest -p no:cacheprovider -m "not e2e and not integration"
+
+test-e2e: install
+	$(PY) -m pytest -p no:cacheprovider tests/e2e
+
+## bench: N emails through the whole journey (BENCH_EMAILS=2000 by default)
+bench: install
+	$(PY) tools/bench.py --emails $${BENCH_EMAILS:-2000}
+
+## docs: AsyncAPI of every service, OpenAPI of the HTTP APIs, JSON schemas of the contracts
+docs: install
+	$(PY) tools/docs.py
+
+lint: install
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+fmt: install
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
+
+clean:
+	rm -rf .data

@@ -1,0 +1,140 @@
+"""Events: facts in the past tense. Each docstring says who sends it and who consumes it."""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from contracts.envelope import Message
+from contracts.models import MAX_TEXT, Actor, Address, Attachment, Channel, Frozen, Role, TicketSnapshot, Visibility
+
+
+class EmailReceived(Message):
+    """An email arrived at a mailbox and Kafka has it. Sent by ingest; consumed by tickets."""
+
+    TYPE = "EmailReceived"
+    VERSION = 1
+
+    mailbox: str = Field(description="The helpdesk address it was delivered to (lower-cased).")
+    message_id: str | None = Field(description="Its Message-ID without angle brackets, if it had one.")
+    in_reply_to: tuple[str, ...] = Field(default=(), description="Message-IDs from In-Reply-To.")
+    references: tuple[str, ...] = Field(default=(), description="Message-IDs from References, oldest first.")
+    subject: str = Field(description="Decoded subject.", max_length=10_000)
+    sender: Address = Field(description="From, decoded.")
+    to: tuple[Address, ...] = Field(default=(), description="To addresses.")
+    cc: tuple[Address, ...] = Field(default=(), description="Cc addresses.")
+    sent_at: datetime | None = Field(default=None, description="The Date header, if readable.")
+    received_at: datetime = Field(description="When ingest accepted it (UTC).")
+    text: str = Field(description="Plain-text body in full, decoded from its charset.", max_length=MAX_TEXT)
+    html: str | None = Field(default=None, description="HTML body, sanitised (safe to show).", max_length=MAX_TEXT)
+    auto_submitted: bool = Field(default=False, description="True for auto-replies, bulk and list mail, bounces.")
+    auto_reason: str | None = Field(default=None, description="Why it counts as automatic.")
+    attachments: tuple[Attachment, ...] = Field(default=(), description="Attachments kept by ingest.")
+    raw_id: str = Field(description="Id of the raw message in ingest's store, for audit and reprocessing.")
+    size: int = Field(description="Size of the raw message in bytes.", ge=0)
+
+
+class TicketCreated(Message):
+    """A ticket was created. Sent by tickets; consumed by triggers, portal and integrations."""
+
+    TYPE = "TicketCreated"
+    VERSION = 1
+
+    ticket: TicketSnapshot = Field(description="The ticket as created.")
+    description: str = Field(default="", description="First message text.", max_length=MAX_TEXT)
+    actor: Actor = Field(description="Who created it.")
+    cause: str | None = Field(default=None, description="event_id of the input that created it.")
+
+
+class Comment(Frozen):
+    """One entry of a ticket's conversation."""
+
+    comment_id: str = Field(description="Id of the comment.")
+    visibility: Visibility = Field(description="`public` (customer sees it) or `internal` (agents only).")
+    author: Actor = Field(description="Who wrote it.")
+    channel: Channel = Field(description="How it came in.")
+    text: str = Field(description="Plain text.", max_length=MAX_TEXT)
+    html: str | None = Field(default=None, description="Sanitised HTML, if any.", max_length=MAX_TEXT)
+    message_id: str | None = Field(default=None, description="Message-ID of the email it came from, if any.")
+    auto_submitted: bool = Field(default=False, description="True when it came from an automatic message.")
+    created_at: datetime = Field(description="When it was added (UTC).")
+
+
+class CommentAdded(Message):
+    """A comment joined a ticket's conversation. Sent by tickets; consumed by triggers and notify."""
+
+    TYPE = "CommentAdded"
+    VERSION = 1
+
+    ticket: TicketSnapshot = Field(description="The ticket after the comment (and any status change).")
+    comment: Comment = Field(description="The comment.")
+    author_role: Role = Field(description="Role of the author (the counterpart rule looks at it).")
+    threading: str | None = Field(default=None, description="How an email was paired with the ticket, and why.")
+
+
+class FieldChange(Frozen):
+    """One field's old and new value."""
+
+    field: str = Field(description="Field name, e.g. `status`.")
+    old: Any = Field(description="Value before.")
+    new: Any = Field(description="Value after.")
+
+
+class TicketUpdated(Message):
+    """Fields of a ticket changed. Sent by tickets; consumed by triggers (after-update rules) and portal."""
+
+    TYPE = "TicketUpdated"
+    VERSION = 1
+
+    ticket: TicketSnapshot = Field(description="The ticket after the change.")
+    changes: tuple[FieldChange, ...] = Field(description="Every field that changed.", min_length=1)
+    actor: Actor = Field(description="Who changed it.")
+    reason: str | None = Field(default=None, description="Why, when a rule changed it.")
+
+
+class NotificationSent(Message):
+    """An email left for its recipient. Sent by notify; consumed by tickets (threading, activity log)."""
+
+    TYPE = "NotificationSent"
+    VERSION = 1
+
+    notification_id: str = Field(description="Id derived from what caused the notification.")
+    ticket_id: str = Field(description="Ticket the mail is about.")
+    message_id: str = Field(description="Our Message-ID of the mail, without angle brackets.")
+    to: Address = Field(description="Recipient.")
+    subject: str = Field(description="Subject as sent.")
+    template: str = Field(description="Template key used.")
+    sent_at: datetime = Field(description="When the SMTP server accepted it (UTC).")
+
+
+class NotificationFailed(Message):
+    """An email could not be sent. Sent by notify; consumed by tickets (shown on the ticket)."""
+
+    TYPE = "NotificationFailed"
+    VERSION = 1
+
+    notification_id: str = Field(description="Id of the notification.")
+    ticket_id: str = Field(description="Ticket the mail is about.")
+    to: Address = Field(description="Recipient.")
+    reason: str = Field(description="What went wrong.", max_length=10_000)
+    permanent: bool = Field(description="True when retrying cannot help (5xx, suppressed address).")
+
+
+class DeadLettered(Message):
+    """A consumer could not accept a message. Sent by any service to the dead-letter topic; read by SREs."""
+
+    TYPE = "DeadLettered"
+    VERSION = 1
+
+    service: str = Field(description="Service that refused it.")
+    topic: str = Field(description="Topic it came from.")
+    partition: int = Field(description="Partition it came from.")
+    offset: int = Field(description="Offset it had.")
+    key: str | None = Field(default=None, description="Its key, decoded as UTF-8.")
+    value: str = Field(description="Its value, decoded as UTF-8 with replacement characters.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Its headers, decoded.")
+    reason: str = Field(description="Why it was refused.", max_length=100_000)
+    error_type: str = Field(description="Name of the error.")
+    failed_at: datetime = Field(description="When it was refused (UTC).")
+
+

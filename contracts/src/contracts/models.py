@@ -1,0 +1,72 @@
+"""Value objects shared by several events and commands."""
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Channel = Literal["email", "portal", "web_form", "api", "kafka", "import", "agent", "system"]
+Role = Literal["customer", "agent", "light_agent", "admin", "system"]
+Visibility = Literal["public", "internal"]
+
+MAX_TEXT = 1_000_000
+"""Largest text field accepted in any message (1 MB of characters)."""
+
+
+class Frozen(BaseModel):
+    """Immutable, strict base for value objects."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Address(Frozen):
+    """An email address with its display name."""
+
+    email: str = Field(description="The address, lower-cased.", min_length=3, max_length=320)
+    name: str = Field(default="", description="Display name as the sender wrote it.", max_length=320)
+
+
+class Attachment(Frozen):
+    """An attachment kept with a ticket (the bytes live in the owning service's store)."""
+
+    attachment_id: str = Field(description="Id to fetch the bytes with.")
+    filename: str = Field(description="File name as sent, made safe.", max_length=255)
+    content_type: str = Field(description="MIME type as declared.", max_length=255)
+    size: int = Field(description="Size in bytes.", ge=0)
+    content_id: str | None = Field(default=None, description="Content-ID of an inline part (cid: link).")
+
+
+class TicketSnapshot(Frozen):
+    """The fields of a ticket that consumers of ticket events need, as they are after the event."""
+
+    ticket_id: str = Field(description="Stable id of the ticket (also the Kafka key).")
+    number: int = Field(description="Human ticket number, sequential.", ge=1)
+    title: str = Field(description="Title (the subject for tickets from email).", max_length=1000)
+    status: str = Field(description="Current status key, e.g. `new`, `waiting_for_agent`.")
+    priority: str = Field(description="Priority key: `low`, `medium` or `high`.")
+    type: str = Field(description="Ticket type key, e.g. `fault`.")
+    group: str | None = Field(default=None, description="Response group key, if any.")
+    handler: str | None = Field(default=None, description="User id of the handler (assignee), if any.")
+    channel: Channel = Field(description="Channel the ticket came in by.")
+    mailbox: str | None = Field(default=None, description="Inbound mailbox address the ticket belongs to.")
+    requester: Address = Field(description="The contact (customer) who asked.")
+    cc: tuple[Address, ...] = Field(default=(), description="Contacts who get a copy ('report to').")
+    created_at: datetime = Field(description="When the ticket was created (UTC).")
+    updated_at: datetime = Field(description="When the ticket last changed (UTC).")
+    version: int = Field(description="Document version after the change (optimistic concurrency).", ge=1)
+    link_token: str = Field(description="Secret token of the customer's ticket link.")
+    source_message_id: str | None = Field(
+        default=None, description="Message-ID of the email that created the ticket, for threading replies."
+    )
+    source_auto_submitted: bool = Field(
+        default=False, description="True when the creating message was automatic (no auto-reply to it)."
+    )
+
+
+class Actor(Frozen):
+    """Who did something."""
+
+    role: Role = Field(description="Role the actor acted in.")
+    id: str | None = Field(default=None, description="User or contact id, if known.")
+    email: str | None = Field(default=None, description="Email address, if known.")
+    name: str = Field(default="", description="Display name.")

@@ -1,0 +1,96 @@
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from contracts import REGISTRY, EmailReceived, Envelope, UnknownMessageType, decode_envelope, derived_id
+from contracts.envelope import Message, Registry
+from contracts.message_ids import make_message_id, ticket_id_from_message_id
+from contracts.models import Address
+
+
+def _email(**overrides: object) -> EmailReceived:
+    fields: dict[str, object] = {
+        "mailbox": "support@localhost",
+        "message_id": "m1@example.com",
+        "subject": "Hjälp",
+        "sender": Address(email="kund@example.se", name="Åsa"),
+        "received_at": datetime(2026, 1, 1, tzinfo=UTC),
+        "text": "blåbærgrød",
+        "raw_id": "r1",
+        "size": 10,
+    }
+    fields.update(overrides)
+    return EmailReceived(**fields)  # type: ignore[arg-type]
+
+
+def test_an_event_survives_the_round_trip_through_its_envelope_bytes() -> None:
+    envelope = Envelope.wrap(_email(), key="k")
+    back = REGISTRY.parse(decode_envelope(envelope.to_bytes()))
+    assert back == _email()
+    assert envelope.type == "EmailReceived" and envelope.schema_version == 1
+    assert envelope.correlation_id == envelope.event_id
+
+
+def test_a_caused_envelope_keeps_the_correlation_and_names_its_cause() -> None:
+    first = Envelope.wrap(_email())
+    second = Envelope.wrap(_email(message_id="m2"), causation=first)
+    assert second.correlation_id == first.correlation_id
+    assert second.causation_id == first.event_id
+
+
+def test_unknown_fields_in_a_payload_are_refused() -> None:
+    envelope = Envelope.wrap(_email())
+    bad = envelope.model_copy(update={"payload": {**envelope.payload, "$where": "1"}})
+    with pytest.raises(ValidationError):
+        REGISTRY.parse(bad)
+
+
+def test_an_unknown_type_or_a_newer_version_is_refused_with_the_reason() -> None:
+    envelope = Envelope.wrap(_email())
+    with pytest.raises(UnknownMessageType, match="unknown message type"):
+        REGISTRY.parse(envelope.model_copy(update={"type": "Nope"}))
+    with pytest.raises(UnknownMessageType, match="newer"):
+        REGISTRY.parse(envelope.model_copy(update={"schema_version": 99}))
+
+
+def test_an_old_version_is_upcast_to_the_current_one() -> None:
+    class Renamed(Message):
+        TYPE = "Renamed"
+        VERSION = 2
+        full_name: str
+
+    registry = Registry()
+    registry.register(Renamed)
+
+    @registry.upcaster("Renamed", 1)
+    def v1_to_v2(payload: dict[str, object]) -> dict[str, object]:
+        return {"full_name": payload["name"]}
+
+    old = Envelope(
+        event_id="e", type="Renamed", schema_version=1, occurred_at=datetime.now(UTC), correlation_id="e",
+        payload={"name": "Åsa"},
+    )  # fmt: skip
+    assert registry.parse(old) == Renamed(full_name="Åsa")
+
+
+def test_every_registered_message_documents_every_field() -> None:
+    for name, model in REGISTRY.models().items():
+        assert model.__doc__, name
+        schema = model.model_json_schema()
+        for field_name, prop in schema["properties"].items():
+            assert "description" in prop, f"{name}.{field_name} has no description"
+
+
+def test_derived_ids_are_stable_and_distinct() -> None:
+    assert derived_id("a", "b") == derived_id("a", "b")
+    assert derived_id("a", "b") != derived_id("ab")
+
+
+def test_our_message_ids_name_their_ticket_and_cannot_be_forged() -> None:
+    mid = make_message_id(ticket_id="t-1", token="n-1", secret="s" * 20, domain="helpdesk.localhost")
+    assert ticket_id_from_message_id(f"<{mid}>", "s" * 20) == "t-1"
+    assert ticket_id_from_message_id(mid, "other-secret-xxxxxxxx") is None
+    forged = mid.replace("t-1", "t-2")
+    assert ticket_id_from_message_id(forged, "s" * 20) is None
+    assert ticket_id_from_message_id("random@example.com", "s" * 20) is None

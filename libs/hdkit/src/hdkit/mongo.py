@@ -1,0 +1,109 @@
+"""The MongoDB client (PyMongo's asyncio API, the successor of Motor) and the outbox every producer uses.
+
+An outbox entry is stored in the same document as the change that caused it, in one atomic update,
+so a crash can never keep the change and lose the event or the other way round. The relay then
+publishes the entries and removes them; the sweeper republishes whatever a crash left behind.
+Consumers deduplicate on event ids, so publishing twice is harmless.
+"""
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Any
+
+from pymongo import ASCENDING, AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from contracts import Envelope
+from contracts.envelope import utcnow
+from hdkit.kafka import Publisher
+
+log = logging.getLogger(__name__)
+
+OUTBOX = "outbox"
+OUTBOX_SINCE = "outbox_since"
+
+
+def make_client(url: str) -> AsyncMongoClient[dict[str, Any]]:
+    """Return a client that keeps datetimes timezone-aware (UTC)."""
+    return AsyncMongoClient(url, tz_aware=True, serverSelectionTimeoutMS=10_000)
+
+
+def is_duplicate(exc: BaseException) -> bool:
+    """Tell whether an error is a unique-index violation."""
+    return isinstance(exc, DuplicateKeyError)
+
+
+def outbox_set(items: list[tuple[str, Envelope]]) -> dict[str, Any]:
+    """Return the `$set` fields that add these (topic, envelope) pairs to a document's outbox."""
+    fields: dict[str, Any] = {
+        f"{OUTBOX}.{env.event_id}": {"topic": topic, "envelope": env.model_dump(mode="json")} for topic, env in items
+    }
+    if items:
+        fields[OUTBOX_SINCE] = utcnow()
+    return fields
+
+
+def outbox_fields(items: list[tuple[str, Envelope]]) -> dict[str, Any]:
+    """Return the fields that give a new document (for `insert_one`) these outbox entries."""
+    entries = {env.event_id: {"topic": topic, "envelope": env.model_dump(mode="json")} for topic, env in items}
+    return {OUTBOX: entries, OUTBOX_SINCE: utcnow()} if items else {OUTBOX: {}}
+
+
+def pending(doc: dict[str, Any]) -> list[tuple[str, Envelope]]:
+    """Return a document's outbox entries in the order they were made."""
+    entries = [(e["topic"], Envelope.model_validate(e["envelope"])) for e in (doc.get(OUTBOX) or {}).values()]
+    entries.sort(key=lambda item: item[1].occurred_at)
+    return entries
+
+
+class OutboxRelay:
+    """Publishes the outbox entries of documents in one collection and removes them once Kafka has them."""
+
+    def __init__(self, collection: AsyncCollection[dict[str, Any]], publisher: Publisher) -> None:
+        self._coll = collection
+        self._publisher = publisher
+
+    async def ensure_indexes(self) -> None:
+        """Index the field the sweeper looks for."""
+        await self._coll.create_index([(OUTBOX_SINCE, ASCENDING)], name="outbox_since")
+
+    async def flush(self, doc: dict[str, Any] | None) -> int:
+        """Publish a document's pending entries, then remove them from it; return how many."""
+        if not doc:
+            return 0
+        items = pending(doc)
+        if not items:
+            return 0
+        await self._publisher.publish_many(items)
+        await self._coll.update_one(
+            {"_id": doc["_id"]}, {"$unset": {f"{OUTBOX}.{env.event_id}": "" for _, env in items}}
+        )
+        await self._coll.update_one({"_id": doc["_id"], OUTBOX: {}}, {"$unset": {OUTBOX_SINCE: ""}})
+        return len(items)
+
+    async def flush_id(self, doc_id: Any) -> int:
+        """Load a document by id and flush its outbox."""
+        return await self.flush(await self._coll.find_one({"_id": doc_id}, {OUTBOX: 1}))
+
+    async def sweep(self, older_than: timedelta = timedelta(seconds=5)) -> int:
+        """Publish entries a crash left behind (older than `older_than`); return how many."""
+        count = 0
+        cursor = self._coll.find({OUTBOX_SINCE: {"$lt": utcnow() - older_than}}, {OUTBOX: 1}).limit(500)
+        async for doc in cursor:
+            count += await self.flush(doc)
+        return count
+
+    async def run_sweeper(self, interval: float = 2.0) -> None:
+        """Sweep forever (a background task of the service)."""
+        while True:
+            try:
+                swept = await self.sweep()
+                if swept:
+                    log.warning("outbox sweeper republished %d event(s) from %s", swept, self._coll.name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox sweep of %s failed; will try again", self._coll.name)
+            await asyncio.sleep(interval)

@@ -1,0 +1,178 @@
+"""Accepting an email: keep it, publish it, and only then say yes to the sender."""
+
+import logging
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from opentelemetry import trace
+from prometheus_client import CollectorRegistry, Counter
+
+from contracts import EmailReceived, Envelope, derived_id, topics
+from contracts.envelope import utcnow
+from contracts.models import Attachment
+from hdkit.mongo import OutboxRelay, is_duplicate, outbox_fields
+from hdkit.telemetry import current_traceparent
+from ingest.domain import ParsedEmail, UnreadableEmail, dedupe_key, parse_email
+from ingest.store import Store
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("ingest")
+
+
+class Outcome(str, Enum):
+    """What happened to one delivery."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    QUARANTINED = "quarantined"
+
+
+class NotAccepted(Exception):
+    """The message could not be handed to Kafka now; the sender must try again later (SMTP 451)."""
+
+
+@dataclass
+class Limits:
+    """Size limits applied while accepting."""
+
+    max_attachment_bytes: int = 5 * 1024 * 1024
+
+
+class EmailIntake:
+    """Turns raw deliveries into `EmailReceived` events, once per message and mailbox."""
+
+    def __init__(
+        self, store: Store, relay: OutboxRelay, metrics: CollectorRegistry, *, loop_domain: str, limits: Limits
+    ) -> None:
+        self._store = store
+        self._relay = relay
+        self._loop_domain = loop_domain
+        self._limits = limits
+        self._count = Counter(
+            "helpdesk_ingest_messages_total",
+            "Inbound messages by channel and outcome.",
+            ["channel", "outcome"],
+            registry=metrics,
+        )
+        self._bytes = Counter("helpdesk_ingest_bytes_total", "Bytes of inbound messages.", ["channel"], registry=metrics)
+
+    async def accept(self, raw: bytes, mailboxes: list[str], *, peer: str = "") -> Outcome:
+        """Keep and publish one message for each of our mailboxes it was sent to; return what happened."""
+        with tracer.start_as_current_span("ingest email", kind=trace.SpanKind.SERVER) as span:
+            span.set_attribute("messaging.message.body.size", len(raw))
+            self._bytes.labels("email").inc(len(raw))
+            try:
+                parsed = parse_email(raw, loop_domain=self._loop_domain)
+            except UnreadableEmail as exc:
+                await self._quarantine(raw, mailboxes, str(exc), peer)
+                span.set_attribute("helpdesk.outcome", Outcome.QUARANTINED.value)
+                return Outcome.QUARANTINED
+            outcomes = [await self._accept_one(raw, parsed, mailbox) for mailbox in mailboxes]
+            outcome = Outcome.ACCEPTED if Outcome.ACCEPTED in outcomes else Outcome.DUPLICATE
+            span.set_attribute("helpdesk.outcome", outcome.value)
+            return outcome
+
+    async def _accept_one(self, raw: bytes, parsed: ParsedEmail, mailbox: str) -> Outcome:
+        message_key = derived_id("email", dedupe_key(mailbox, raw, parsed.message_id))
+        try:
+            existing = await self._store.find_message(message_key)
+            if existing is not None:
+                await self._relay.flush(existing)  # a crash may have left it unpublished
+                self._count.labels("email", Outcome.DUPLICATE.value).inc()
+                return Outcome.DUPLICATE
+            raw_id = message_key
+            await self._store.save_raw(raw_id, raw)
+            attachments, notes = await self._keep_attachments(raw_id, parsed)
+            event = EmailReceived(
+                mailbox=mailbox.lower(),
+                message_id=parsed.message_id,
+                in_reply_to=parsed.in_reply_to,
+                references=parsed.references,
+                subject=parsed.subject,
+                sender=parsed.sender,
+                to=parsed.to,
+                cc=parsed.cc,
+                sent_at=parsed.sent_at,
+                received_at=utcnow(),
+                text=parsed.text + "".join(f"\n\n[{n}]" for n in notes),
+                html=parsed.html,
+                auto_submitted=parsed.auto_submitted,
+                auto_reason=parsed.auto_reason,
+                attachments=attachments,
+                raw_id=raw_id,
+                size=len(raw),
+            )
+            envelope = Envelope.wrap(
+                event, event_id=message_key, key=parsed.thread_key(), traceparent=current_traceparent()
+            )
+            doc: dict[str, Any] = {
+                "_id": message_key,
+                "mailbox": mailbox.lower(),
+                "message_id": parsed.message_id,
+                "sender": parsed.sender.email,
+                "subject": parsed.subject,
+                "received_at": event.received_at,
+                "size": len(raw),
+                "auto_reason": parsed.auto_reason,
+                **outbox_fields([(topics.INBOUND_EMAIL, envelope)]),
+            }
+            try:
+                await self._store.insert_message(doc)
+            except Exception as exc:
+                if not is_duplicate(exc):
+                    raise
+                # Delivered twice at the same moment: the other delivery owns publishing it.
+                await self._relay.flush(await self._store.find_message(message_key))
+                self._count.labels("email", Outcome.DUPLICATE.value).inc()
+                return Outcome.DUPLICATE
+            await self._relay.flush(doc)
+        except Exception as exc:
+            log.warning("could not accept a message for %s: %r", mailbox, exc)
+            self._count.labels("email", "deferred").inc()
+            raise NotAccepted(str(exc)) from exc
+        self._count.labels("email", Outcome.ACCEPTED.value).inc()
+        return Outcome.ACCEPTED
+
+    async def _keep_attachments(self, raw_id: str, parsed: ParsedEmail) -> tuple[tuple[Attachment, ...], list[str]]:
+        kept: list[Attachment] = []
+        notes: list[str] = []
+        for n, part in enumerate(parsed.attachments):
+            if len(part.data) > self._limits.max_attachment_bytes:
+                notes.append(
+                    f"Attachment {part.filename!r} ({len(part.data)} bytes) was left out: the limit is "
+                    f"{self._limits.max_attachment_bytes} bytes per file."
+                )
+                continue
+            attachment_id = f"{raw_id}:a{n}"
+            await self._store.save_raw(attachment_id, part.data)
+            kept.append(
+                Attachment(
+                    attachment_id=attachment_id,
+                    filename=part.filename,
+                    content_type=part.content_type[:255],
+                    size=len(part.data),
+                    content_id=part.content_id,
+                )
+            )
+        return tuple(kept), notes
+
+    async def _quarantine(self, raw: bytes, mailboxes: list[str], reason: str, peer: str) -> None:
+        raw_id = derived_id("quarantine", dedupe_key(",".join(mailboxes), raw, None))
+        try:
+            await self._store.save_raw(raw_id, raw)
+            await self._store.add_quarantine(
+                {
+                    "_id": raw_id,
+                    "raw_id": raw_id,
+                    "mailboxes": mailboxes,
+                    "reason": reason,
+                    "peer": peer,
+                    "size": len(raw),
+                    "received_at": utcnow(),
+                }
+            )
+        except Exception as exc:
+            raise NotAccepted(str(exc)) from exc
+        log.warning("quarantined a message for %s: %s", ",".join(mailboxes), reason)
+        self._count.labels("email", Outcome.QUARANTINED.value).inc()

@@ -1,0 +1,56 @@
+"""Ingest's own store: raw messages (for audit, dedupe and reprocessing) and the quarantine."""
+
+from typing import Any
+
+from bson import Binary
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+
+CHUNK = 8 * 1024 * 1024  # raw messages are split so a large one stays under the 16 MB document limit
+
+
+class Store:
+    """Reads and writes ingest's collections."""
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self.db = db
+        self.messages = db["messages"]
+        self.chunks = db["raw_chunks"]
+        self.quarantine = db["quarantine"]
+
+    async def ensure_indexes(self) -> None:
+        """Create the indexes ingest relies on."""
+        await self.messages.create_index([("received_at", DESCENDING)], name="received_at")
+        await self.chunks.create_index([("raw_id", ASCENDING), ("n", ASCENDING)], name="raw_id_n", unique=True)
+        await self.quarantine.create_index([("received_at", DESCENDING)], name="received_at")
+
+    async def save_raw(self, raw_id: str, raw: bytes) -> None:
+        """Keep the raw bytes (idempotent: saving the same id again changes nothing)."""
+        for n, start in enumerate(range(0, max(len(raw), 1), CHUNK)):
+            await self.chunks.update_one(
+                {"_id": f"{raw_id}:{n}"},
+                {"$setOnInsert": {"raw_id": raw_id, "n": n, "data": Binary(raw[start : start + CHUNK])}},
+                upsert=True,
+            )
+
+    async def load_raw(self, raw_id: str) -> bytes | None:
+        """Return the raw bytes of a message, or None."""
+        parts = [doc["data"] async for doc in self.chunks.find({"raw_id": raw_id}).sort("n", ASCENDING)]
+        return b"".join(bytes(p) for p in parts) if parts else None
+
+    async def insert_message(self, doc: dict[str, Any]) -> None:
+        """Insert a message record with its outbox (raises DuplicateKeyError for a message seen before)."""
+        await self.messages.insert_one(doc)
+
+    async def find_message(self, message_key: str) -> dict[str, Any] | None:
+        """Return a message record by id."""
+        return await self.messages.find_one({"_id": message_key})
+
+    async def add_quarantine(self, doc: dict[str, Any]) -> None:
+        """Keep a message that could not be read, with its reason."""
+        await self.quarantine.update_one({"_id": doc["_id"]}, {"$setOnInsert": doc}, upsert=True)
+
+    async def list_quarantine(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Return the newest quarantined messages (without their bytes)."""
+        cursor = self.quarantine.find({}, {"raw": 0}).sort("received_at", DESCENDING).limit(limit)
+        return [doc async for doc in cursor]

@@ -1,0 +1,42 @@
+"""Wiring of the tickets process: consumers, store, outbox relay and the query API."""
+
+from typing import Any
+
+from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
+from pymongo import AsyncMongoClient
+
+from contracts import CommentAdded, TicketCreated, TicketUpdated, topics
+from hdkit.mongo import OutboxRelay
+from hdkit.service import build_runtime, http_app
+from tickets.api import router
+from tickets.handlers import Handlers
+from tickets.settings import Settings
+from tickets.store import Store
+
+
+def create_app(
+    settings: Settings,
+    *,
+    broker: KafkaBroker | None = None,
+    mongo: AsyncMongoClient[dict[str, Any]] | None = None,
+    configure_logging: bool = False,
+) -> FastAPI:
+    """Build the tickets app."""
+    rt = build_runtime("tickets", settings, broker=broker, mongo=mongo, configure_logging=configure_logging)
+    store = Store(rt.db)
+    relay = OutboxRelay(store.tickets, rt.publisher)
+    handlers = Handlers(store, relay, message_id_secret=settings.message_id_secret.get_secret_value())
+    rt.consumer.subscribe(topics.INBOUND_EMAIL, {"EmailReceived": handlers.email_received})
+    rt.consumer.subscribe(
+        topics.NOTIFY_EVENTS,
+        {"NotificationSent": handlers.notification_sent, "NotificationFailed": handlers.notification_failed},
+    )
+    rt.declare_publisher(topics.TICKET_EVENTS, TicketCreated, CommentAdded, TicketUpdated)
+    rt.on_start += [store.ensure_indexes, relay.ensure_indexes]
+    rt.background.append(relay.run_sweeper)
+    app = http_app(rt, title="helpdesk tickets", description="Ticket documents, workflow rules and ticket queries.")
+    app.state.runtime = rt
+    app.state.store = store
+    app.include_router(router(store, settings.service_token.get_secret_value()))
+    return app

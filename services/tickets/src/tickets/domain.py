@@ -1,0 +1,262 @@
+"""Ticket rules: creating tickets from mail, pairing replies with their ticket, and what a reply changes.
+
+Pure functions over plain dicts (the ticket document) and contract models; no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from contracts import CommentAdded, EmailReceived, TicketCreated, TicketUpdated, derived_id
+from contracts.events import Comment, FieldChange
+from contracts.models import Actor, Address, TicketSnapshot
+
+STATUSES: dict[str, str] = {
+    "new": "New",
+    "open": "Open",
+    "waiting_for_customer": "Waiting for customer",
+    "waiting_for_agent": "Waiting for agent",
+    "dormant": "Dormant",
+    "resolved": "Resolved",
+    "closed": "Closed",
+}
+OPEN_STATUSES = ("new", "open", "waiting_for_customer", "waiting_for_agent")
+DEFAULT_TYPES: list[dict[str, Any]] = [
+    {"key": key, "name": name, "statuses": list(STATUSES), "colour": colour}
+    for key, name, colour in (("fault", "Fault", "#c0392b"), ("order", "Order", "#2471a3"), ("other", "Other", "#7f8c8d"))
+]
+DEFAULT_SETTINGS: dict[str, Any] = {"_id": "global", "status_after_customer_reply": "waiting_for_agent"}
+SUBJECT_TOKEN = re.compile(r"\[#(\d{1,12})\]")
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    """An inbound address and where its mail goes."""
+
+    address: str
+    name: str = "Support"
+    type: str = "other"
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """What the store found for an email's threading hints (looked up before deciding)."""
+
+    by_our_message_id: dict[str, Any] | None = None
+    our_message_id: str | None = None
+    by_seen_message_id: dict[str, Any] | None = None
+    seen_message_id: str | None = None
+    by_subject_number: dict[str, Any] | None = None
+    subject_number: int | None = None
+
+
+@dataclass(frozen=True)
+class Threading:
+    """Where an email goes and why."""
+
+    ticket: dict[str, Any] | None
+    reason: str
+    note: str | None = None
+
+
+def subject_number(subject: str) -> int | None:
+    """Return the ticket number of a `[#N]` token in a subject, if any."""
+    match = SUBJECT_TOKEN.search(subject)
+    return int(match.group(1)) if match else None
+
+
+def participants(ticket: dict[str, Any]) -> set[str]:
+    """Return the addresses allowed to reply to a ticket by its number: requester and CC."""
+    found = {ticket["requester"]["email"].lower()}
+    found.update(c["email"].lower() for c in ticket.get("cc", []))
+    return found
+
+
+def decide_thread(email: EmailReceived, found: Candidates) -> Threading:
+    """Pair an email with a ticket: our signed Message-ID, then any Message-ID seen, then `[#N]` from a participant."""
+    if found.by_our_message_id is not None:
+        return Threading(found.by_our_message_id, f"reply to our message <{found.our_message_id}>")
+    if found.by_seen_message_id is not None:
+        return Threading(found.by_seen_message_id, f"references message <{found.seen_message_id}> of the ticket")
+    if found.by_subject_number is not None:
+        ticket = found.by_subject_number
+        if email.sender.email.lower() in participants(ticket):
+            return Threading(ticket, f"subject token [#{found.subject_number}] from a participant")
+        return Threading(
+            None,
+            "new ticket",
+            note=(
+                f"The subject named ticket #{found.subject_number}, but {email.sender.email} is not a participant "
+                "of it, so this became a new ticket."
+            ),
+        )
+    if found.subject_number is not None:
+        return Threading(None, "new ticket", note=f"The subject named ticket #{found.subject_number}, which does not exist.")
+    return Threading(None, "new ticket")
+
+
+def customer_actor(email: EmailReceived) -> Actor:
+    """Return the actor for mail from a customer."""
+    return Actor(role="customer", email=email.sender.email, name=email.sender.name)
+
+
+def snapshot(doc: dict[str, Any]) -> TicketSnapshot:
+    """Return the event snapshot of a ticket document."""
+    return TicketSnapshot(
+        ticket_id=doc["_id"],
+        number=doc["number"],
+        title=doc["title"],
+        status=doc["status"],
+        priority=doc["priority"],
+        type=doc["type"],
+        group=doc.get("group"),
+        handler=doc.get("handler"),
+        channel=doc["channel"],
+        mailbox=doc.get("mailbox"),
+        requester=Address(**doc["requester"]),
+        cc=tuple(Address(**c) for c in doc.get("cc", [])),
+        created_at=doc["created_at"],
+        updated_at=doc["updated_at"],
+        version=doc["version"],
+        link_token=doc["link_token"],
+        source_message_id=doc.get("source_message_id"),
+        source_auto_submitted=doc.get("source_auto_submitted", False),
+    )
+
+
+def _comment_from_email(email: EmailReceived, comment_id: str, now: datetime) -> Comment:
+    return Comment(
+        comment_id=comment_id,
+        visibility="public",
+        author=customer_actor(email),
+        channel="email",
+        text=email.text,
+        html=email.html,
+        message_id=email.message_id,
+        auto_submitted=email.auto_submitted,
+        created_at=now,
+    )
+
+
+def _activity(now: datetime, actor: Actor, action: str, detail: str) -> dict[str, Any]:
+    return {"at": now, "actor": actor.model_dump(), "action": action, "detail": detail}
+
+
+def new_ticket_from_email(
+    email: EmailReceived, *, ticket_id: str, number: int, mailbox: Mailbox, now: datetime, threading: Threading
+) -> tuple[dict[str, Any], list[Any]]:
+    """Return the new ticket document for an email and the events to publish."""
+    actor = customer_actor(email)
+    cc = [c.model_dump() for c in email.cc if c.email != mailbox.address and c.email != email.sender.email]
+    comment = _comment_from_email(email, derived_id("comment", ticket_id, "first"), now)
+    ids = [i for i in (email.message_id,) if i]
+    activity = [_activity(now, actor, "created", f"from email to {email.mailbox} ({threading.reason})")]
+    if threading.note:
+        activity.append(_activity(now, Actor(role="system"), "threading", threading.note))
+    if email.auto_submitted:
+        activity.append(_activity(now, Actor(role="system"), "automatic mail", email.auto_reason or "automatic"))
+    doc: dict[str, Any] = {
+        "_id": ticket_id,
+        "number": number,
+        "title": email.subject.strip() or "(no subject)",
+        "description": email.text,
+        "status": "new",
+        "priority": "medium",
+        "type": mailbox.type,
+        "group": mailbox.group,
+        "handler": None,
+        "channel": "email",
+        "mailbox": mailbox.address,
+        "requester": email.sender.model_dump(),
+        "cc": cc,
+        "tags": [],
+        "custom": {},
+        "attachments": [a.model_dump() for a in email.attachments],
+        "created_at": now,
+        "updated_at": now,
+        "last_updated_by": actor.model_dump(),
+        "last_customer_comment_at": now,
+        "link_token": secrets.token_urlsafe(24),
+        "version": 1,
+        "source_message_id": email.message_id,
+        "source_auto_submitted": email.auto_submitted,
+        "message_ids": ids,
+        "comments": [comment.model_dump()],
+        "activity": activity,
+        "applied": [],
+    }
+    created = TicketCreated(ticket=snapshot(doc), description=email.text, actor=actor, cause=None)
+    return doc, [created]
+
+
+@dataclass
+class Change:
+    """A change to an existing ticket: the update to apply and the events it makes."""
+
+    set_fields: dict[str, Any] = field(default_factory=dict)
+    push: dict[str, list[Any]] = field(default_factory=dict)
+    add_to_set: dict[str, list[Any]] = field(default_factory=dict)
+    events: list[Any] = field(default_factory=list)
+
+
+def customer_reply(
+    ticket: dict[str, Any], email: EmailReceived, *, now: datetime, threading: Threading, status_after_reply: str
+) -> Change:
+    """Return what a customer's email reply does to a ticket: a public comment and the status rule."""
+    actor = customer_actor(email)
+    comment = _comment_from_email(email, derived_id("comment", ticket["_id"], email.message_id or email.raw_id), now)
+    new_status = ticket["status"]
+    if ticket["status"] not in ("dormant",) and status_after_reply in STATUSES:
+        new_status = status_after_reply
+    after = dict(ticket, status=new_status, updated_at=now, version=ticket["version"] + 1)
+    change = Change(
+        set_fields={
+            "status": new_status,
+            "updated_at": now,
+            "last_updated_by": actor.model_dump(),
+            "last_customer_comment_at": now,
+        },
+        push={
+            "comments": [comment.model_dump()],
+            "activity": [_activity(now, actor, "comment", f"customer reply by email ({threading.reason})")],
+            "attachments": [a.model_dump() for a in email.attachments],
+        },
+        add_to_set={"message_ids": [i for i in (email.message_id,) if i]},
+    )
+    snap = snapshot(after)
+    change.events.append(
+        CommentAdded(ticket=snap, comment=comment, author_role="customer", threading=threading.reason)
+    )
+    if new_status != ticket["status"]:
+        change.set_fields["status"] = new_status
+        change.push["activity"].append(
+            _activity(now, Actor(role="system"), "status", f"{STATUSES[ticket['status']]} → {STATUSES[new_status]}")
+        )
+        change.events.append(
+            TicketUpdated(
+                ticket=snap,
+                changes=(FieldChange(field="status", old=ticket["status"], new=new_status),),
+                actor=actor,
+                reason="status after a customer's reply (global setting)",
+            )
+        )
+    return change
+
+
+def notification_recorded(
+    *, message_id: str, to: str, subject: str, template: str, now: datetime, outcome: Literal["sent", "failed"], reason: str = ""
+) -> Change:
+    """Return what an outgoing mail does to its ticket: its Message-ID is remembered, the log says so."""
+    actor = Actor(role="system", name="notify")
+    if outcome == "sent":
+        detail = f"{template} sent to {to}: {subject}"
+        return Change(
+            push={"activity": [_activity(now, actor, "email sent", detail)]},
+            add_to_set={"message_ids": [message_id]},
+        )
+    return Change(push={"activity": [_activity(now, actor, "email failed", f"{template} to {to}: {reason}")]})

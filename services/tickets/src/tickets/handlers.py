@@ -1,0 +1,134 @@
+"""One handler per message the tickets service consumes: load, decide (domain), save with outbox, publish."""
+
+import logging
+from typing import Any
+
+from contracts import EmailReceived, Envelope, Message, NotificationFailed, NotificationSent, derived_id, topics
+from contracts.envelope import utcnow
+from contracts.message_ids import ticket_id_from_message_id
+from hdkit.mongo import OutboxRelay, is_duplicate
+from hdkit.telemetry import current_traceparent
+from tickets.domain import (
+    Candidates,
+    Change,
+    Mailbox,
+    customer_reply,
+    decide_thread,
+    new_ticket_from_email,
+    notification_recorded,
+    subject_number,
+)
+from tickets.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Conflict(Exception):
+    """The ticket kept changing under us; the message will be retried."""
+
+
+class Handlers:
+    """The tickets service's message handlers."""
+
+    def __init__(self, store: Store, relay: OutboxRelay, *, message_id_secret: str, retries: int = 8) -> None:
+        self._store = store
+        self._relay = relay
+        self._secret = message_id_secret
+        self._retries = retries
+
+    def _outbox(self, cause: Envelope, ticket_id: str, events: list[Message]) -> list[tuple[str, Envelope]]:
+        traceparent = current_traceparent()
+        return [
+            (
+                topics.TICKET_EVENTS,
+                Envelope.wrap(
+                    event,
+                    event_id=derived_id(cause.event_id, ticket_id, event.TYPE, str(n)),
+                    causation=cause,
+                    key=ticket_id,
+                    traceparent=traceparent,
+                ),
+            )
+            for n, event in enumerate(events)
+        ]
+
+    async def _candidates(self, email: EmailReceived) -> Candidates:
+        hints = [*email.references, *email.in_reply_to]
+        for message_id in reversed(hints):
+            ticket_id = ticket_id_from_message_id(message_id, self._secret)
+            if ticket_id and (ticket := await self._store.get(ticket_id)) is not None:
+                return Candidates(by_our_message_id=ticket, our_message_id=message_id)
+        seen, seen_id = await self._store.by_message_ids(hints) if hints else (None, None)
+        if seen is not None:
+            return Candidates(by_seen_message_id=seen, seen_message_id=seen_id)
+        number = subject_number(email.subject)
+        by_number = await self._store.by_number(number) if number is not None else None
+        return Candidates(by_subject_number=by_number, subject_number=number)
+
+    async def email_received(self, envelope: Envelope, email: EmailReceived) -> None:
+        """Create a ticket from an email, or add it to the ticket it answers."""
+        settings = await self._store.settings()
+        for _ in range(self._retries):
+            threading = decide_thread(email, await self._candidates(email))
+            ticket = threading.ticket
+            if ticket is None:
+                await self._create_from_email(envelope, email, threading)
+                return
+            if envelope.event_id in ticket.get("applied", []):
+                await self._relay.flush_id(ticket["_id"])
+                return
+            now = utcnow()
+            change = customer_reply(
+                ticket, email, now=now, threading=threading, status_after_reply=settings["status_after_customer_reply"]
+            )
+            applied = await self._store.apply(
+                ticket["_id"],
+                change,
+                event_id=envelope.event_id,
+                outbox=self._outbox(envelope, ticket["_id"], change.events),
+                expected_version=ticket["version"],
+            )
+            if applied:
+                await self._relay.flush_id(ticket["_id"])
+                return
+        raise Conflict(f"ticket for {envelope.event_id} changed {self._retries} times while we applied a reply")
+
+    async def _create_from_email(self, envelope: Envelope, email: EmailReceived, threading: Any) -> None:
+        ticket_id = derived_id("ticket", envelope.event_id)
+        if await self._store.get(ticket_id) is not None:
+            await self._relay.flush_id(ticket_id)  # created before a crash or redelivery
+            return
+        mailbox = await self._store.mailbox(email.mailbox) or Mailbox(address=email.mailbox)
+        number = await self._store.next_number()
+        doc, events = new_ticket_from_email(
+            email, ticket_id=ticket_id, number=number, mailbox=mailbox, now=utcnow(), threading=threading
+        )
+        doc["applied"] = [envelope.event_id]
+        try:
+            await self._store.insert_ticket(doc, self._outbox(envelope, ticket_id, events))
+        except Exception as exc:
+            if not is_duplicate(exc):
+                raise
+        log.info("ticket #%s created from email %s", number, email.message_id)
+        await self._relay.flush_id(ticket_id)
+
+    async def notification_sent(self, envelope: Envelope, sent: NotificationSent) -> None:
+        """Remember our Message-ID on the ticket (replies to it thread there) and log the mail."""
+        change = notification_recorded(
+            message_id=sent.message_id, to=sent.to.email, subject=sent.subject, template=sent.template,
+            now=utcnow(), outcome="sent",
+        )  # fmt: skip
+        await self._record(envelope, sent.ticket_id, change)
+
+    async def notification_failed(self, envelope: Envelope, failed: NotificationFailed) -> None:
+        """Show a failed mail on the ticket."""
+        change = notification_recorded(
+            message_id="", to=failed.to.email, subject="", template="notification", now=utcnow(),
+            outcome="failed", reason=failed.reason,
+        )  # fmt: skip
+        await self._record(envelope, failed.ticket_id, change)
+
+    async def _record(self, envelope: Envelope, ticket_id: str, change: Change) -> None:
+        if not await self._store.apply(ticket_id, change, event_id=envelope.event_id, outbox=[], expected_version=None):
+            if await self._store.get(ticket_id) is None:
+                log.warning("%s for unknown ticket %s ignored", envelope.type, ticket_id)

@@ -1,0 +1,103 @@
+from datetime import UTC, datetime
+from typing import Any
+
+from contracts import CommentAdded, EmailReceived, TicketCreated, TicketUpdated
+from contracts.models import Address
+from tickets.domain import Candidates, Mailbox, customer_reply, decide_thread, new_ticket_from_email, subject_number
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+MAILBOX = Mailbox(address="support@localhost", type="other", group="support")
+
+
+def email(**overrides: Any) -> EmailReceived:
+    fields: dict[str, Any] = {
+        "mailbox": "support@localhost",
+        "message_id": "m1@example.se",
+        "subject": "Skrivaren är trasig",
+        "sender": Address(email="kund@example.se", name="Kund"),
+        "cc": (Address(email="chef@example.se"), Address(email="support@localhost")),
+        "received_at": NOW,
+        "text": "Hej, skrivaren fungerar inte.",
+        "raw_id": "raw-1",
+        "size": 100,
+    }
+    fields.update(overrides)
+    return EmailReceived(**fields)
+
+
+def ticket(**overrides: Any) -> dict[str, Any]:
+    doc, _ = new_ticket_from_email(
+        email(), ticket_id="t-1", number=1, mailbox=MAILBOX, now=NOW, threading=decide_thread(email(), Candidates())
+    )
+    doc.update(overrides)
+    return doc
+
+
+def test_a_new_email_makes_a_new_unassigned_ticket_and_a_created_event() -> None:
+    doc, events = new_ticket_from_email(
+        email(), ticket_id="t-1", number=7, mailbox=MAILBOX, now=NOW, threading=decide_thread(email(), Candidates())
+    )
+    assert doc["number"] == 7 and doc["status"] == "new" and doc["handler"] is None
+    assert doc["group"] == "support" and doc["type"] == "other"
+    assert doc["message_ids"] == ["m1@example.se"]
+    assert [c["email"] for c in doc["cc"]] == ["chef@example.se"]  # our own address is not a CC
+    assert doc["comments"][0]["visibility"] == "public"
+    (created,) = events
+    assert isinstance(created, TicketCreated)
+    assert created.ticket.number == 7 and created.ticket.source_message_id == "m1@example.se"
+
+
+def test_a_reply_to_our_message_id_goes_to_its_ticket_first() -> None:
+    other = ticket(_id="t-2", number=2)
+    decision = decide_thread(
+        email(), Candidates(by_our_message_id=ticket(), our_message_id="hd.x", by_seen_message_id=other)
+    )
+    assert decision.ticket is not None and decision.ticket["_id"] == "t-1"
+    assert "our message" in decision.reason
+
+
+def test_a_subject_token_from_a_participant_pairs_the_reply() -> None:
+    decision = decide_thread(
+        email(subject="Re: [#1] Skrivaren", sender=Address(email="chef@example.se")),
+        Candidates(by_subject_number=ticket(), subject_number=1),
+    )
+    assert decision.ticket is not None
+    assert "participant" in decision.reason
+
+
+def test_a_stranger_using_a_ticket_number_gets_a_new_ticket_with_a_note() -> None:
+    decision = decide_thread(
+        email(subject="Re: [#1] Skrivaren", sender=Address(email="mallory@evil.example")),
+        Candidates(by_subject_number=ticket(), subject_number=1),
+    )
+    assert decision.ticket is None
+    assert decision.note and "not a participant" in decision.note
+
+
+def test_subject_numbers_are_read_from_the_token_only() -> None:
+    assert subject_number("Re: [#1234] x") == 1234
+    assert subject_number("Order #1234") is None
+
+
+def test_a_customer_reply_adds_a_public_comment_and_moves_the_ticket_to_waiting_for_agent() -> None:
+    reply = email(message_id="m2@example.se", text="Fortfarande trasig")
+    change = customer_reply(
+        ticket(), reply, now=NOW, threading=decide_thread(reply, Candidates()), status_after_reply="waiting_for_agent"
+    )
+    assert change.set_fields["status"] == "waiting_for_agent"
+    assert change.add_to_set["message_ids"] == ["m2@example.se"]
+    comment_added, updated = change.events
+    assert isinstance(comment_added, CommentAdded) and comment_added.author_role == "customer"
+    assert comment_added.comment.text == "Fortfarande trasig"
+    assert isinstance(updated, TicketUpdated)
+    assert updated.changes[0].old == "new" and updated.changes[0].new == "waiting_for_agent"
+
+
+def test_a_customer_reply_leaves_a_dormant_ticket_dormant() -> None:
+    reply = email(message_id="m3@example.se")
+    change = customer_reply(
+        ticket(status="dormant"), reply, now=NOW, threading=decide_thread(reply, Candidates()),
+        status_after_reply="waiting_for_agent",
+    )  # fmt: skip
+    assert change.set_fields["status"] == "dormant"
+    assert [type(e) for e in change.events] == [CommentAdded]
