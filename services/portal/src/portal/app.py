@@ -1,0 +1,60 @@
+"""Wiring of the portal process: runtime, user store, tickets client, pages."""
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
+from hdkit.service import build_runtime, http_app
+from prometheus_client import Counter
+from pymongo import AsyncMongoClient
+
+from portal import web
+from portal.accounts import Accounts
+from portal.domain import Users
+from portal.security import Passwords, SessionCodec, SignInLimiter
+from portal.settings import Settings
+from portal.store import UserStore
+from portal.tickets_client import Tickets, TicketsClient
+
+
+def create_app(
+    settings: Settings,
+    *,
+    broker: KafkaBroker | None = None,
+    mongo: AsyncMongoClient[dict[str, Any]] | None = None,
+    configure_logging: bool = False,
+    users: Users | None = None,
+    tickets: Tickets | None = None,
+    passwords: Passwords | None = None,
+    limiter: SignInLimiter | None = None,
+) -> FastAPI:
+    """Return the portal app; tests hand in fakes for the user store and the tickets service."""
+    rt = build_runtime("portal", settings, broker=broker, mongo=mongo, configure_logging=configure_logging)
+    if configure_logging:
+        # One line per call to the tickets service is noise; failures are logged by the client.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+    if users is None:
+        store = UserStore(rt.db)
+        rt.on_start.append(store.ensure_indexes)
+        users = store
+    if tickets is None:
+        tickets = TicketsClient(
+            settings.tickets_url, settings.service_token.get_secret_value(), timeout=settings.tickets_timeout
+        )
+    rt.on_stop.append(tickets.aclose)
+    sign_ins = Counter(
+        "helpdesk_portal_sign_ins", "Sign-in attempts by outcome.", ["outcome"], registry=rt.metrics
+    )
+    portal = web.Portal(
+        accounts=Accounts(users, passwords or Passwords(), limiter),
+        tickets=tickets,
+        sessions=SessionCodec(settings.session_secret.get_secret_value()),
+        cookie_secure=settings.cookie_secure,
+        sign_ins=sign_ins,
+    )
+    app = http_app(rt, title="helpdesk portal", description="The agent workspace: sign-in, queues, tickets.")
+    app.state.runtime = rt
+    app.state.portal = portal
+    web.install(app, portal)
+    return app

@@ -1,0 +1,215 @@
+"""Calls to the tickets service's HTTP API, always saying who is acting; it decides what they may see."""
+
+import logging
+from datetime import datetime
+from typing import Any, Literal, Protocol, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from portal.domain import VIEWS, Actor
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class TicketsUnavailable(Exception):
+    """The tickets service could not be reached or gave no usable answer."""
+
+
+class TicketNotFound(Exception):
+    """No ticket with that number, or the actor may not see it."""
+
+
+class _Read(BaseModel):
+    # The tickets service may add fields before the portal shows them; they must not break the page.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Person(_Read):
+    """A contact: an email address and a display name."""
+
+    email: str = Field(description="Email address.")
+    name: str = Field(default="", description="Display name.")
+
+
+class ActorRef(_Read):
+    """Who wrote a comment or made a change."""
+
+    role: str = Field(default="system", description="Role the actor acted in.")
+    id: str | None = Field(default=None, description="User or contact id.")
+    email: str | None = Field(default=None, description="Email address.")
+    name: str = Field(default="", description="Display name.")
+
+    @property
+    def display_name(self) -> str:
+        """The name to show."""
+        return self.name or self.email or self.id or "System"
+
+
+class TicketSummary(_Read):
+    """A ticket as a list shows it."""
+
+    ticket_id: str = Field(description="Stable id of the ticket.")
+    number: int = Field(description="Human ticket number.")
+    title: str = Field(description="Title.")
+    status: str = Field(description="Status key.")
+    priority: str = Field(default="medium", description="Priority key.")
+    type: str = Field(default="", description="Ticket type key.")
+    group: str | None = Field(default=None, description="Response group key.")
+    handler: str | None = Field(default=None, description="User id of the handler.")
+    channel: str = Field(default="", description="Channel the ticket came in by.")
+    mailbox: str | None = Field(default=None, description="Inbound mailbox address.")
+    requester: Person | None = Field(default=None, description="The contact who asked.")
+    created_at: datetime | None = Field(default=None, description="When the ticket was created.")
+    updated_at: datetime | None = Field(default=None, description="When the ticket last changed.")
+    last_customer_comment_at: datetime | None = Field(default=None, description="Last customer comment.")
+    version: int = Field(default=1, description="Document version.")
+
+
+class Comment(_Read):
+    """One entry of the conversation."""
+
+    comment_id: str = Field(description="Id of the comment.")
+    visibility: Literal["public", "internal"] = Field(description="Public reply or internal note.")
+    author: ActorRef = Field(description="Who wrote it.")
+    channel: str = Field(default="", description="Channel it came by.")
+    text: str = Field(default="", description="Plain text body.")
+    html: str | None = Field(default=None, description="HTML body, already sanitised by the tickets service.")
+    created_at: datetime | None = Field(default=None, description="When it was written.")
+    message_id: str | None = Field(default=None, description="Message-ID of the email, if any.")
+    auto_submitted: bool = Field(default=False, description="True for automatic messages.")
+
+
+class Activity(_Read):
+    """One row of the activity log."""
+
+    at: datetime | None = Field(default=None, description="When.")
+    actor: ActorRef = Field(default_factory=ActorRef, description="Who.")
+    action: str = Field(description="What happened, e.g. `status_changed`.")
+    detail: Any = Field(default=None, description="What changed (text or a small object).")
+
+
+class TicketDetail(TicketSummary):
+    """A ticket with its conversation and activity log."""
+
+    description: str = Field(default="", description="Description.")
+    cc: list[Person] = Field(default_factory=list, description="Contacts who get a copy.")
+    comments: list[Comment] = Field(default_factory=list, description="The conversation, oldest first.")
+    activity: list[Activity] = Field(default_factory=list, description="The activity log, oldest first.")
+
+
+class TicketPage(_Read):
+    """One page of a ticket list."""
+
+    items: list[TicketSummary] = Field(description="The tickets on this page.")
+    next_cursor: str | None = Field(default=None, description="Opaque cursor of the next page, if any.")
+
+
+class ViewCounts(_Read):
+    """How many tickets each view holds."""
+
+    views: dict[str, int] = Field(description="Count per view key.")
+
+
+class Tickets(Protocol):
+    """What the pages need from the tickets service (`TicketsClient`; tests use a fake)."""
+
+    async def list_tickets(
+        self, actor: Actor, view: str, *, cursor: str | None = None, limit: int = 50
+    ) -> TicketPage:
+        """Return one page of a view."""
+
+    async def counts(self, actor: Actor) -> dict[str, int]:
+        """Return the number of tickets in each view."""
+
+    async def get_ticket(self, actor: Actor, number: int) -> TicketDetail:
+        """Return one ticket; raise `TicketNotFound` when missing or not visible to the actor."""
+
+    async def aclose(self) -> None:
+        """Release connections."""
+
+
+class TicketsClient:
+    """The tickets service over HTTP, authenticated with the service token."""
+
+    def __init__(
+        self,
+        base_url: str,
+        service_token: str,
+        *,
+        timeout: float = 5.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {service_token}", "Accept": "application/json"},
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    @staticmethod
+    def _actor_headers(actor: Actor) -> dict[str, str]:
+        return {
+            "X-Actor-Id": actor.id,
+            "X-Actor-Role": actor.role,
+            "X-Actor-Email": actor.email,
+            "X-Actor-Groups": ",".join(actor.groups),
+        }
+
+    async def _get(self, path: str, actor: Actor, params: dict[str, Any] | None = None) -> httpx.Response:
+        try:
+            response = await self._http.get(path, params=params, headers=self._actor_headers(actor))
+        except httpx.HTTPError as exc:
+            log.warning("tickets service unreachable: GET %s: %s", path, exc)
+            raise TicketsUnavailable(f"tickets service unreachable: {type(exc).__name__}") from exc
+        if response.status_code in (401, 403):
+            log.error(
+                "tickets service refused our service token (HTTP %s) on GET %s", response.status_code, path
+            )
+            raise TicketsUnavailable(f"tickets service refused the portal (HTTP {response.status_code})")
+        if response.status_code >= 500:
+            log.warning("tickets service failed: GET %s: HTTP %s", path, response.status_code)
+            raise TicketsUnavailable(f"tickets service error (HTTP {response.status_code})")
+        return response
+
+    @staticmethod
+    def _parse(model: type[M], response: httpx.Response, what: str) -> M:
+        if response.status_code != 200:
+            log.warning("tickets service answered %s with HTTP %s", what, response.status_code)
+            raise TicketsUnavailable(
+                f"unexpected answer from the tickets service (HTTP {response.status_code})"
+            )
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            log.warning("tickets service answered %s with an unreadable body: %s", what, exc)
+            raise TicketsUnavailable("unreadable answer from the tickets service") from exc
+
+    async def list_tickets(
+        self, actor: Actor, view: str, *, cursor: str | None = None, limit: int = 50
+    ) -> TicketPage:
+        """Return one page of a view."""
+        if view not in VIEWS:
+            raise ValueError(f"unknown view {view!r}")
+        params: dict[str, Any] = {"view": view, "limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        return self._parse(TicketPage, await self._get("/api/tickets", actor, params), "the ticket list")
+
+    async def counts(self, actor: Actor) -> dict[str, int]:
+        """Return the number of tickets in each view."""
+        return self._parse(ViewCounts, await self._get("/api/tickets/counts", actor), "the view counts").views
+
+    async def get_ticket(self, actor: Actor, number: int) -> TicketDetail:
+        """Return one ticket; raise `TicketNotFound` when missing or not visible to the actor."""
+        response = await self._get(f"/api/tickets/{int(number)}", actor)
+        if response.status_code == 404:
+            raise TicketNotFound(number)
+        return self._parse(TicketDetail, response, f"ticket #{number}")
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        await self._http.aclose()

@@ -1,0 +1,410 @@
+"""The pages of the agent workspace: sign-in, the ticket list and the ticket detail (server-rendered)."""
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import nh3
+from fastapi import APIRouter, Depends, FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+from prometheus_client import Counter
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from portal.accounts import Accounts, TooManyAttempts, WrongCredentials
+from portal.domain import (
+    CHANNEL_LABELS,
+    DEFAULT_VIEW,
+    PRIORITY_LABELS,
+    ROLE_LABELS,
+    STATUS_LABELS,
+    VIEWS,
+    Actor,
+    User,
+    can_use_agent_workspace,
+    label,
+    safe_next,
+)
+from portal.security import Session, SessionCodec
+from portal.tickets_client import Comment, TicketNotFound, Tickets, TicketsUnavailable
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MAX_TICKET_NUMBER = 2**53
+MAX_CURSOR_LENGTH = 2000
+
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        b"frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+)
+
+
+class SecurityHeaders:
+    """ASGI middleware that puts the security headers on every response, errors and static files too."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on and add the headers to the response start."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {name for name, _ in SECURITY_HEADERS}
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
+                message["headers"] = headers + list(SECURITY_HEADERS)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class SignInRequired(Exception):
+    """The page needs a signed-in user; the visitor goes to the sign-in page and comes back after."""
+
+    def __init__(self, next_url: str) -> None:
+        super().__init__(next_url)
+        self.next_url = next_url
+
+
+class PageError(Exception):
+    """A page that cannot be shown, with the status and the message the person sees."""
+
+    def __init__(self, status: int, title: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.title = title
+        self.message = message
+
+
+@dataclass
+class Portal:
+    """What the pages need, built in `app.create_app`."""
+
+    accounts: Accounts
+    tickets: Tickets
+    sessions: SessionCodec
+    cookie_secure: bool
+    sign_ins: Counter | None = None
+
+    @property
+    def cookie_name(self) -> str:
+        """The session cookie's name (`__Host-` makes browsers refuse it over http or for another host)."""
+        return "__Host-portal_session" if self.cookie_secure else "portal_session"
+
+    def session_of(self, request: Request) -> Session | None:
+        """Return the valid session the request's cookie holds, if any."""
+        return self.sessions.loads(request.cookies.get(self.cookie_name))
+
+    def set_session(self, response: Response, session: Session) -> None:
+        """Put a session cookie on a response."""
+        response.set_cookie(
+            self.cookie_name,
+            self.sessions.dumps(session),
+            max_age=self.sessions.max_age,
+            path="/",
+            secure=self.cookie_secure,
+            httponly=True,
+            samesite="lax",
+        )
+
+    def clear_session(self, response: Response) -> None:
+        """Remove the session cookie."""
+        response.delete_cookie(
+            self.cookie_name, path="/", secure=self.cookie_secure, httponly=True, samesite="lax"
+        )
+
+    def count_sign_in(self, outcome: str) -> None:
+        """Count a sign-in attempt by outcome."""
+        if self.sign_ins is not None:
+            self.sign_ins.labels(outcome=outcome).inc()
+
+
+def _when(value: datetime | None) -> str:
+    if value is None:
+        return "—"
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _iso(value: datetime | None) -> str:
+    return value.isoformat() if value else ""
+
+
+def _clean_html(html: str | None) -> Markup:
+    # The tickets service sanitises already; cleaning again keeps a bug there from reaching an agent.
+    return Markup(nh3.clean(html or "", link_rel="noopener noreferrer"))  # noqa: S704 - nh3 output only
+
+
+def _detail(detail: Any) -> str:
+    if detail is None or detail == "":
+        return ""
+    if isinstance(detail, Mapping):
+        if set(detail) >= {"from", "to"}:
+            return f"{_detail(detail['from']) or '—'} → {_detail(detail['to']) or '—'}"
+        return ", ".join(f"{k.replace('_', ' ')}: {_detail(v) or '—'}" for k, v in detail.items())
+    if isinstance(detail, list | tuple):
+        return ", ".join(_detail(v) for v in detail)
+    return str(detail)
+
+
+def _templates() -> Jinja2Templates:
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        status=lambda k: label(k, STATUS_LABELS),
+        priority=lambda k: label(k, PRIORITY_LABELS),
+        channel=lambda k: label(k, CHANNEL_LABELS),
+        role=lambda k: label(k, ROLE_LABELS),
+        key=lambda k: label(k, {}),
+        when=_when,
+        iso=_iso,
+        clean_html=_clean_html,
+        detail=_detail,
+        action=lambda a: str(a).replace("_", " ").capitalize(),
+    )
+    env.globals["VIEWS"] = VIEWS
+    return Jinja2Templates(env=env)
+
+
+def build_router(portal: Portal, templates: Jinja2Templates) -> APIRouter:
+    """Return the router with the sign-in and ticket pages; every POST is CSRF-checked."""
+
+    async def csrf_protect(request: Request) -> None:
+        if request.method in SAFE_METHODS:
+            return
+        form = await request.form()
+        if not portal.sessions.csrf_ok(portal.session_of(request), form.get("csrf_token")):
+            log.info("refused a %s to %s without a valid CSRF token", request.method, request.url.path)
+            raise PageError(
+                403,
+                "Form expired",
+                "This form has expired or did not come from this site. Reload the page and try again.",
+            )
+
+    router = APIRouter(dependencies=[Depends(csrf_protect)], include_in_schema=False)
+
+    async def signed_in(request: Request) -> User:
+        session = portal.session_of(request)
+        user = await portal.accounts.user_of(session)
+        if user is None or session is None:
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            raise SignInRequired(target)
+        request.state.user = user
+        request.state.csrf_token = portal.sessions.csrf_token(session)
+        return user
+
+    async def agent(user: Annotated[User, Depends(signed_in)]) -> User:
+        if not can_use_agent_workspace(user.role):
+            raise PageError(
+                403,
+                "Not for customers yet",
+                "This is the agents' workspace. The customer portal is coming soon.",
+            )
+        return user
+
+    Agent = Annotated[User, Depends(agent)]
+
+    def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        context.setdefault("user", getattr(request.state, "user", None))
+        context.setdefault("csrf_token", getattr(request.state, "csrf_token", ""))
+        response = templates.TemplateResponse(request, name, context, status_code=status)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @router.get("/")
+    async def home() -> RedirectResponse:
+        return RedirectResponse("/tickets", status_code=303)
+
+    @router.get("/login")
+    async def login_form(request: Request, next: str = "") -> Response:  # noqa: A002 - the query name
+        target = safe_next(next)
+        session = portal.session_of(request)
+        if await portal.accounts.user_of(session):
+            return RedirectResponse(target, status_code=303)
+        fresh = session is None or session.user_id is not None
+        form_session = Session.anonymous() if fresh or session is None else session
+        response = render(
+            request,
+            "login.html",
+            csrf_token=portal.sessions.csrf_token(form_session),
+            next=target,
+            email="",
+            error="",
+        )
+        if fresh:
+            portal.set_session(response, form_session)
+        return response
+
+    @router.post("/login")
+    async def login(
+        request: Request,
+        email: Annotated[str, Form()] = "",
+        password: Annotated[str, Form()] = "",
+        next: Annotated[str, Form()] = "",  # noqa: A002 - the form field's name
+    ) -> Response:
+        target = safe_next(next)
+        client = request.client.host if request.client else "unknown"
+        session = portal.session_of(request) or Session.anonymous()  # csrf_protect has checked it is there
+        try:
+            user = await portal.accounts.sign_in(email, password, client)
+        except (WrongCredentials, TooManyAttempts) as exc:
+            limited = isinstance(exc, TooManyAttempts)
+            portal.count_sign_in("rate_limited" if limited else "failed")
+            response = render(
+                request,
+                "login.html",
+                429 if limited else 401,
+                csrf_token=portal.sessions.csrf_token(session),
+                next=target,
+                email=email[:320],
+                error=str(exc),
+            )
+            if isinstance(exc, TooManyAttempts):
+                response.headers["Retry-After"] = str(exc.retry_after)
+            return response
+        portal.count_sign_in("succeeded")
+        log.info("%s signed in", user.email)
+        response = RedirectResponse(target, status_code=303)
+        portal.set_session(response, Session.signed_in(user.id, user.session_version))
+        return response
+
+    @router.post("/logout")
+    async def logout() -> Response:
+        response = RedirectResponse("/login", status_code=303)
+        portal.clear_session(response)
+        return response
+
+    @router.get("/tickets")
+    async def ticket_list(
+        request: Request, user: Agent, view: str = DEFAULT_VIEW, cursor: str = ""
+    ) -> Response:
+        if view not in VIEWS:
+            raise PageError(404, "No such view", "There is no ticket view with that name.")
+        if len(cursor) > MAX_CURSOR_LENGTH:
+            raise PageError(400, "Bad page link", "That page link is not valid. Start from the first page.")
+        actor = Actor.of(user)
+        page, counts = await asyncio.gather(
+            portal.tickets.list_tickets(actor, view, cursor=cursor or None), portal.tickets.counts(actor)
+        )
+        handlers = await portal.accounts.users.names(t.handler for t in page.items if t.handler)
+        next_link = (
+            f"/tickets?{urlencode({'view': view, 'cursor': page.next_cursor})}" if page.next_cursor else ""
+        )
+        return render(
+            request,
+            "tickets.html",
+            view=view,
+            counts=counts,
+            tickets=page.items,
+            handlers=handlers,
+            next_link=next_link,
+            first_link=f"/tickets?{urlencode({'view': view})}" if cursor else "",
+        )
+
+    @router.get("/tickets/{number}")
+    async def ticket_detail(request: Request, user: Agent, number: str) -> Response:
+        if not number.isascii() or not number.isdigit() or not 0 < int(number) < MAX_TICKET_NUMBER:
+            raise PageError(404, "Ticket not found", "There is no ticket with that number.")
+        ticket = await portal.tickets.get_ticket(Actor.of(user), int(number))
+        handlers = await portal.accounts.users.names([ticket.handler] if ticket.handler else [])
+        return render(
+            request,
+            "ticket.html",
+            ticket=ticket,
+            handler_name=handlers.get(ticket.handler or "", ticket.handler or ""),
+            show_description=_description_is_separate(ticket.description, ticket.comments),
+        )
+
+    return router
+
+
+def _description_is_separate(description: str, comments: list[Comment]) -> bool:
+    # Tickets from email often repeat the first message as the description; show it once.
+    if not description.strip():
+        return False
+    return not comments or comments[0].text.strip() != description.strip()
+
+
+def install(app: FastAPI, portal: Portal) -> None:
+    """Add the pages, the static files, the error pages and the security headers to the app."""
+    templates = _templates()
+    app.include_router(build_router(portal, templates))
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.add_middleware(SecurityHeaders)
+
+    def error_page(request: Request, status: int, title: str, message: str) -> HTMLResponse:
+        context = {
+            "user": getattr(request.state, "user", None),
+            "csrf_token": getattr(request.state, "csrf_token", ""),
+            "title": title,
+            "message": message,
+            "status": status,
+        }
+        response = templates.TemplateResponse(request, "error.html", context, status_code=status)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def handle(exc_type: type[Exception], make: Callable[[Request, Any], Response]) -> None:
+        async def handler(request: Request, exc: Exception) -> Response:
+            return make(request, exc)
+
+        app.add_exception_handler(exc_type, handler)
+
+    def to_sign_in(_: Request, exc: SignInRequired) -> Response:
+        return RedirectResponse(f"/login?{urlencode({'next': safe_next(exc.next_url)})}", status_code=303)
+
+    def unavailable(request: Request, exc: TicketsUnavailable) -> Response:
+        log.warning("showing 'tickets service unavailable' for %s: %s", request.url.path, exc)
+        response = error_page(
+            request,
+            503,
+            "Tickets service unavailable",
+            "The tickets service is not answering right now. Try again in a moment.",
+        )
+        response.headers["Retry-After"] = "10"
+        return response
+
+    def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        titles = {404: "Page not found", 405: "Not allowed"}
+        title = titles.get(exc.status_code, "Something went wrong")
+        return error_page(request, exc.status_code, title, title + ".")
+
+    handle(SignInRequired, to_sign_in)
+    handle(PageError, lambda request, exc: error_page(request, exc.status, exc.title, exc.message))
+    handle(TicketsUnavailable, unavailable)
+    handle(
+        TicketNotFound,
+        lambda request, exc: error_page(
+            request, 404, "Ticket not found", "There is no such ticket, or you may not see it."
+        ),
+    )
+    handle(StarletteHTTPException, http_error)
+
+
+__all__ = ["Portal", "SecurityHeaders", "build_router", "install"]

@@ -1,0 +1,98 @@
+import asyncio
+import re
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from argon2 import PasswordHasher
+from fastapi.testclient import TestClient
+from portal.app import create_app
+from portal.domain import Role, User
+from portal.security import Passwords, SignInLimiter
+from portal.settings import Settings
+
+from .fakes import FakeTickets, FakeUsers
+
+ADMIN_EMAIL = "admin@localhost"
+ADMIN_PASSWORD = "correct horse battery staple"  # noqa: S105 - a test password
+PHRASE = "a good long password"
+GUESS = "guess"
+
+
+@pytest.fixture(scope="session")
+def passwords() -> Passwords:
+    # Cheap parameters keep the tests fast; one test checks the real ones.
+    return Passwords(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(service_token="s" * 32, session_secret="x" * 48, mongo_url="mongodb://127.0.0.1:1/")
+
+
+@pytest.fixture
+def users(passwords: Passwords) -> FakeUsers:
+    store = FakeUsers()
+    add_user(store, passwords, ADMIN_EMAIL, ADMIN_PASSWORD, "admin", name="Ada Admin")
+    return store
+
+
+@pytest.fixture
+def tickets() -> FakeTickets:
+    return FakeTickets()
+
+
+@pytest.fixture
+def limiter() -> SignInLimiter:
+    return SignInLimiter()
+
+
+@pytest.fixture
+def client(
+    settings: Settings, users: FakeUsers, tickets: FakeTickets, passwords: Passwords, limiter: SignInLimiter
+) -> Iterator[TestClient]:
+    app = create_app(settings, users=users, tickets=tickets, passwords=passwords, limiter=limiter)
+    # Not entered as a context manager: the lifespan would start Kafka, which these tests do not need.
+    yield TestClient(app, follow_redirects=False)
+    asyncio.run(app.state.runtime.mongo.close())
+
+
+def add_user(
+    store: FakeUsers,
+    passwords: Passwords,
+    email: str,
+    password: str,
+    role: Role,
+    *,
+    name: str = "",
+    disabled: bool = False,
+    groups: tuple[str, ...] = (),
+) -> User:
+    user = User(
+        id=str(uuid.uuid4()),
+        email=email,
+        name=name,
+        role=role,
+        groups=groups,
+        password_hash=passwords.hash(password),
+        created_at=datetime.now(UTC),
+        disabled=disabled,
+    )
+    store.by_id_[user.id] = user
+    return user
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "the page has no CSRF field"
+    return match.group(1)
+
+
+def sign_in(client: TestClient, email: str = ADMIN_EMAIL, password: str = ADMIN_PASSWORD, next: str = ""):  # noqa: A002
+    form_page = client.get("/login", params={"next": next} if next else None)
+    assert form_page.status_code == 200
+    return client.post(
+        "/login",
+        data={"email": email, "password": password, "next": next, "csrf_token": csrf_of(form_page.text)},
+    )

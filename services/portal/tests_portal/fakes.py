@@ -1,0 +1,131 @@
+"""In-memory stand-ins for the user store and the tickets service."""
+
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from portal.domain import VIEWS, Actor, EmailTaken, User
+from portal.tickets_client import TicketDetail, TicketNotFound, TicketPage, TicketsUnavailable
+
+
+class FakeUsers:
+    """Users kept in a dict, with the same contract as `store.UserStore`."""
+
+    def __init__(self) -> None:
+        self.by_id_: dict[str, User] = {}
+
+    async def ensure_indexes(self) -> None:
+        return None
+
+    async def by_email(self, email: str) -> User | None:
+        return next((u for u in self.by_id_.values() if u.email == email), None)
+
+    async def by_id(self, user_id: str) -> User | None:
+        return self.by_id_.get(user_id)
+
+    async def names(self, user_ids: Iterable[str]) -> dict[str, str]:
+        return {i: self.by_id_[i].display_name for i in user_ids if i in self.by_id_}
+
+    async def any_admin(self) -> User | None:
+        return next((u for u in self.by_id_.values() if u.role == "admin" and not u.disabled), None)
+
+    async def add(self, user: User) -> None:
+        if await self.by_email(user.email):
+            raise EmailTaken(user.email)
+        self.by_id_[user.id] = user
+
+    async def set_password_hash(self, user_id: str, password_hash: str, *, end_sessions: bool) -> None:
+        user = self.by_id_[user_id]
+        version = user.session_version + (1 if end_sessions else 0)
+        self.by_id_[user_id] = replace(user, password_hash=password_hash, session_version=version)
+
+
+def ticket(number: int = 1, **overrides: Any) -> dict[str, Any]:
+    """Return a ticket as the tickets service's API sends it."""
+    now = datetime(2025, 3, 4, 9, 30, tzinfo=UTC).isoformat()
+    data: dict[str, Any] = {
+        "ticket_id": f"t-{number}",
+        "number": number,
+        "title": "Printer on floor 2 is jammed",
+        "status": "new",
+        "priority": "medium",
+        "type": "fault",
+        "group": None,
+        "handler": None,
+        "channel": "email",
+        "mailbox": "support@example.com",
+        "requester": {"email": "alice@example.com", "name": "Alice Andersson"},
+        "created_at": now,
+        "updated_at": now,
+        "last_customer_comment_at": now,
+        "version": 1,
+        "description": "It makes a grinding noise.\nAnd then it stops.",
+        "cc": [],
+        "comments": [
+            {
+                "comment_id": "c-1",
+                "visibility": "public",
+                "author": {
+                    "role": "customer",
+                    "id": None,
+                    "email": "alice@example.com",
+                    "name": "Alice Andersson",
+                },
+                "channel": "email",
+                "text": "It makes a grinding noise.\nAnd then it stops.",
+                "html": None,
+                "created_at": now,
+                "message_id": "<m1@example.com>",
+                "auto_submitted": False,
+            }
+        ],
+        "activity": [
+            {
+                "at": now,
+                "actor": {"role": "system", "id": None, "email": None, "name": ""},
+                "action": "ticket_created",
+                "detail": {"channel": "email"},
+            }
+        ],
+    }
+    data.update(overrides)
+    return data
+
+
+class FakeTickets:
+    """The tickets service's answers, with the actor of every call recorded."""
+
+    def __init__(self, tickets: list[dict[str, Any]] | None = None) -> None:
+        self.tickets = {t["number"]: t for t in (tickets if tickets is not None else [ticket()])}
+        self.actors: list[Actor] = []
+        self.views: list[tuple[str, str | None]] = []
+        self.down = False
+        self.next_cursor: str | None = None
+
+    def _call(self, actor: Actor) -> None:
+        self.actors.append(actor)
+        if self.down:
+            raise TicketsUnavailable("connection refused")
+
+    async def list_tickets(
+        self, actor: Actor, view: str, *, cursor: str | None = None, limit: int = 50
+    ) -> TicketPage:
+        self._call(actor)
+        self.views.append((view, cursor))
+        return TicketPage.model_validate(
+            {"items": list(self.tickets.values()), "next_cursor": self.next_cursor}
+        )
+
+    async def counts(self, actor: Actor) -> dict[str, int]:
+        self._call(actor)
+        return dict.fromkeys(VIEWS, len(self.tickets)) | {"mine": 0}
+
+    async def get_ticket(self, actor: Actor, number: int) -> TicketDetail:
+        self._call(actor)
+        if number not in self.tickets:
+            raise TicketNotFound(number)
+        return TicketDetail.model_validate(self.tickets[number])
+
+    async def aclose(self) -> None:
+        return None
