@@ -54,8 +54,10 @@ def _processes(tmp: Path) -> Iterator[Infra]:
 @pytest.fixture(scope="session")
 def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
     """Real Kafka and a real MongoDB-wire store for integration tests, with the helpdesk's topics."""
-    source = _containers() if os.environ.get("HELPDESK_TEST_INFRA") == "containers" else _processes(
-        tmp_path_factory.mktemp("infra")
+    source = (
+        _containers()
+        if os.environ.get("HELPDESK_TEST_INFRA") == "containers"
+        else _processes(tmp_path_factory.mktemp("infra"))
     )
     for found in source:
         stack.create_topics(found.bootstrap, list(topics.ALL), partitions=3)
@@ -64,7 +66,7 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
 
 @pytest.fixture
 async def mongo(infra: Infra) -> AsyncIterator[object]:
-    """A client and a database of the test's own, dropped afterwards."""
+    """Yield a database of the test's own, dropped afterwards."""
     from hdkit.mongo import make_client
 
     client = make_client(infra.mongo_url)

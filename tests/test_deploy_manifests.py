@@ -251,9 +251,7 @@ def test_every_kubernetes_manifest_is_valid_against_the_kubernetes_api_schema(
         kubernetes_validate.validate(document, K8S_VERSION, strict=True)
     except kubernetes_validate.ValidationError as exc:
         where = ".".join(map(str, exc.absolute_path)) or "<root>"
-        pytest.fail(
-            f"{filename}: {document['kind']}/{document['metadata']['name']} at {where}: {exc.message}"
-        )
+        pytest.fail(f"{filename}: {document['kind']}/{document['metadata']['name']} at {where}: {exc.message}")
 
 
 def test_the_kustomization_lists_every_manifest_except_the_example_secret() -> None:
@@ -339,17 +337,13 @@ def test_every_service_is_started_by_its_own_console_script(name: str) -> None:
 @pytest.mark.parametrize("name", SERVICES)
 def test_every_service_is_migrated_by_the_setup_job_in_compose_and_kubernetes(name: str) -> None:
     for where, line in setup_commands().items():
-        assert re.search(rf"(^|&&)\s*{re.escape(name)} migrate\s*(&&|$)", line), (
-            f"{where}: no `{name} migrate`"
-        )
+        assert re.search(rf"(^|&&)\s*{re.escape(name)} migrate\s*(&&|$)", line), f"{where}: no `{name} migrate`"
 
 
 def test_the_setup_job_creates_the_topics_with_six_partitions() -> None:
     for where, line in setup_commands().items():
         assert "python -m hdkit.topics --partitions 6" in line, where
-        assert "&&" in line and "||" not in line and ";" not in line, (
-            f"{where}: a failed step must fail the job"
-        )
+        assert "&&" in line and "||" not in line and ";" not in line, f"{where}: a failed step must fail the job"
 
 
 def test_only_our_services_and_the_setup_job_run_our_image() -> None:
@@ -427,8 +421,7 @@ def test_every_service_deployment_takes_its_settings_from_the_config_map_and_the
         assert ref["name"] == SECRET_NAME
         assert ref["key"] == variable
     assert not any(
-        e["name"].endswith(("_SECRET", "_TOKEN", "_PASSWORD")) and "value" in e
-        for e in container.get("env", [])
+        e["name"].endswith(("_SECRET", "_TOKEN", "_PASSWORD")) and "value" in e for e in container.get("env", [])
     ), f"{name}: a secret is written into the manifest"
 
 
@@ -519,9 +512,7 @@ def test_every_container_has_a_memory_limit_and_every_long_running_one_has_probe
             if not container.get("resources", {}).get("limits", {}).get("memory"):
                 problems.append(f"{where}: no memory limit")
             if long_running:
-                problems += [
-                    f"{where}: no {p}" for p in ("livenessProbe", "readinessProbe") if p not in container
-                ]
+                problems += [f"{where}: no {p}" for p in ("livenessProbe", "readinessProbe") if p not in container]
     assert not problems, "\n".join(problems)
 
 
@@ -666,9 +657,7 @@ def test_the_dockerfile_builds_a_uv_venv_on_python_slim_and_runs_as_uid_10001() 
 
 
 def test_the_dockerignore_keeps_local_state_and_secrets_out_of_the_build_context() -> None:
-    patterns = {
-        line.strip() for line in DOCKERIGNORE.read_text().splitlines() if line.strip()[:1] not in {"", "#"}
-    }
+    patterns = {line.strip() for line in DOCKERIGNORE.read_text().splitlines() if line.strip()[:1] not in {"", "#"}}
     for needed in (
         ".git",
         ".venv",

@@ -145,8 +145,13 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=6)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="helpdesk-bench-") as tmp:
-        hd = LocalHelpdesk(Path(tmp), Ports.free(), partitions=args.partitions, quiet=True,
-                           extra_env={"HELPDESK_LOG_LEVEL": "WARNING"})  # fmt: skip
+        hd = LocalHelpdesk(
+            Path(tmp),
+            Ports.free(),
+            partitions=args.partitions,
+            quiet=True,
+            extra_env={"HELPDESK_LOG_LEVEL": "WARNING"},
+        )
         print(f"starting a helpdesk in {tmp} …", flush=True)
         hd.start()
         try:
@@ -157,7 +162,9 @@ def main() -> None:
         finally:
             hd.stop()
     print(f"\nemails: {f['emails']}  accepted by SMTP: {f['accepted_per_s']:.0f}/s  errors: {f['errors']:.0f}")
-    print(f"end to end (accepted -> auto-reply caught): {f['replies']:.0f} replies, {f['end_to_end_per_s']:.1f} emails/s")
+    print(
+        f"end to end (accepted -> auto-reply caught): {f['replies']:.0f} replies, {f['end_to_end_per_s']:.1f} emails/s"
+    )
     print(f"latency ms: p50 {f['p50_ms']:.0f}  p95 {f['p95_ms']:.0f}  p99 {f['p99_ms']:.0f}  (mean {f['mean_ms']:.0f})")
     print("CPU per process (% of one core over the run):")
     for key in sorted(k for k in f if k.startswith("cpu_")):

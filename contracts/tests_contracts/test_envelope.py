@@ -1,12 +1,12 @@
 from datetime import UTC, datetime
 
 import pytest
-from pydantic import ValidationError
-
-from contracts import REGISTRY, EmailReceived, Envelope, UnknownMessageType, decode_envelope, derived_id
 from contracts.envelope import Message, Registry
 from contracts.message_ids import make_message_id, ticket_id_from_message_id
 from contracts.models import Address
+from pydantic import ValidationError
+
+from contracts import REGISTRY, EmailReceived, Envelope, UnknownMessageType, decode_envelope, derived_id
 
 
 def _email(**overrides: object) -> EmailReceived:
@@ -68,9 +68,13 @@ def test_an_old_version_is_upcast_to_the_current_one() -> None:
         return {"full_name": payload["name"]}
 
     old = Envelope(
-        event_id="e", type="Renamed", schema_version=1, occurred_at=datetime.now(UTC), correlation_id="e",
+        event_id="e",
+        type="Renamed",
+        schema_version=1,
+        occurred_at=datetime.now(UTC),
+        correlation_id="e",
         payload={"name": "Åsa"},
-    )  # fmt: skip
+    )
     assert registry.parse(old) == Renamed(full_name="Åsa")
 
 

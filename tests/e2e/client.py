@@ -58,7 +58,15 @@ def caught(hd: LocalHelpdesk) -> list[EmailMessage]:
     return [email.message_from_bytes(f.read_bytes(), policy=email.policy.default) for f in files]  # type: ignore[misc]
 
 
-def api(hd: LocalHelpdesk, service: str, path: str, *, role: str = "admin", actor: str = "admin-1", email_: str = "") -> Any:
+def api(
+    hd: LocalHelpdesk,
+    service: str,
+    path: str,
+    *,
+    role: str = "admin",
+    actor: str = "admin-1",
+    email_: str = "",
+) -> Any:
     """GET a JSON API of a service as an actor."""
     request = urllib.request.Request(  # noqa: S310 - loopback
         f"http://127.0.0.1:{hd.ports.http(service)}{path}",

@@ -16,7 +16,11 @@ from local import LocalHelpdesk, Ports  # noqa: E402
 def helpdesk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHelpdesk]:
     data = tmp_path_factory.mktemp("helpdesk")
     stack = LocalHelpdesk(
-        data, Ports.free(), partitions=3, trace_dir=data / "traces", quiet=True,
+        data,
+        Ports.free(),
+        partitions=3,
+        trace_dir=data / "traces",
+        quiet=True,
         extra_env={"HELPDESK_MAX_MESSAGE_BYTES": str(2 * 1024 * 1024)},
     )
     stack.start()

@@ -8,10 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from local import LocalHelpdesk
 from prometheus_client.parser import text_string_to_metric_families
 
 from contracts import topics
-from local import LocalHelpdesk
 
 from .client import api, caught, customer_mail, eventually, get_text, send_mail
 
@@ -25,7 +25,9 @@ def replies_to(hd: LocalHelpdesk, address: str) -> int:
     return len([m for m in caught(hd) if address in str(m.get("To", ""))])
 
 
-def test_an_unreadable_message_is_quarantined_and_the_next_one_still_becomes_a_ticket(helpdesk: LocalHelpdesk) -> None:
+def test_an_unreadable_message_is_quarantined_and_the_next_one_still_becomes_a_ticket(
+    helpdesk: LocalHelpdesk,
+) -> None:
     raw = b"Subject: nobody sent this\r\nTo: support@localhost\r\n\r\nno From, no Sender, no Return-Path\r\n"
     send_mail(helpdesk, raw, sender="")
     listed = eventually(lambda: api(helpdesk, "ingest", "/api/quarantine"), what="the quarantine list")
@@ -54,8 +56,11 @@ def test_the_same_email_delivered_again_and_ten_times_at_once_makes_one_ticket_a
 
 def test_automatic_mail_makes_a_ticket_but_gets_no_automatic_reply(helpdesk: LocalHelpdesk) -> None:
     robot = "robot@example.com"
-    send_mail(helpdesk, customer_mail(robot, "Out of office", "Away", "ooo-1@example.com", Auto_Submitted="auto-replied"),
-              sender=robot)  # fmt: skip
+    send_mail(
+        helpdesk,
+        customer_mail(robot, "Out of office", "Away", "ooo-1@example.com", Auto_Submitted="auto-replied"),
+        sender=robot,
+    )
     (ticket,) = eventually(lambda: tickets_of(helpdesk, robot), what="the ticket")
     detail = api(helpdesk, "tickets", f"/api/tickets/{ticket['number']}")
     assert any(a["action"] == "automatic mail" for a in detail["activity"])
@@ -80,9 +85,13 @@ def test_mail_to_an_address_that_is_not_ours_is_refused(helpdesk: LocalHelpdesk)
 def test_invalid_events_go_to_the_dead_letter_topic_with_the_reason(helpdesk: LocalHelpdesk) -> None:
     bootstrap = f"127.0.0.1:{helpdesk.ports.kafka}"
     bad_envelope = {
-        "event_id": "bad-email-1", "type": "EmailReceived", "schema_version": 1,
-        "occurred_at": "2026-11-23T10:00:00Z", "correlation_id": "bad-email-1", "payload": {"mailbox": "x"},
-    }  # fmt: skip
+        "event_id": "bad-email-1",
+        "type": "EmailReceived",
+        "schema_version": 1,
+        "occurred_at": "2026-11-23T10:00:00Z",
+        "correlation_id": "bad-email-1",
+        "payload": {"mailbox": "x"},
+    }
 
     async def produce_and_read() -> list[dict]:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
@@ -97,7 +106,7 @@ def test_invalid_events_go_to_the_dead_letter_topic_with_the_reason(helpdesk: Lo
         letters: list[dict] = []
         try:
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and len({l["key"] for l in letters} & {"bad-1", "bad-2"}) < 2:
+            while time.monotonic() < deadline and len({letter["key"] for letter in letters} & {"bad-1", "bad-2"}) < 2:
                 batch = await consumer.getmany(timeout_ms=1000)
                 for records in batch.values():
                     letters += [json.loads(r.value)["payload"] for r in records]
@@ -105,7 +114,7 @@ def test_invalid_events_go_to_the_dead_letter_topic_with_the_reason(helpdesk: Lo
             await consumer.stop()
         return letters
 
-    letters = {l["key"]: l for l in asyncio.run(produce_and_read())}
+    letters = {letter["key"]: letter for letter in asyncio.run(produce_and_read())}
     assert letters["bad-1"]["error_type"] == "InvalidEnvelope" and letters["bad-1"]["service"] == "tickets"
     assert letters["bad-1"]["value"] == "{not json"
     assert "EmailReceived v1" in letters["bad-2"]["reason"] and "message_id" in letters["bad-2"]["reason"]

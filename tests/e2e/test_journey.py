@@ -6,7 +6,6 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
-
 from contracts.message_ids import ticket_id_from_message_id
 from local import LocalHelpdesk
 
@@ -22,14 +21,20 @@ def auto_reply_to(hd: LocalHelpdesk, message_id: str) -> EmailMessage | None:
     return next((m for m in caught(hd) if f"<{message_id}>" in str(m.get("In-Reply-To", ""))), None)
 
 
-def test_an_email_becomes_a_ticket_gets_an_auto_reply_and_the_reply_threads_back(helpdesk: LocalHelpdesk) -> None:
+def test_an_email_becomes_a_ticket_gets_an_auto_reply_and_the_reply_threads_back(
+    helpdesk: LocalHelpdesk,
+) -> None:
     customer = "karin.lund@example.se"
     send_mail(
         helpdesk,
-        customer_mail(f"Karin Lund <{customer}>", "Skrivaren på plan 3 är trasig", "Hej! Den skriver ut blankt.",
-                      "journey-1@example.se"),
+        customer_mail(
+            f"Karin Lund <{customer}>",
+            "Skrivaren på plan 3 är trasig",
+            "Hej! Den skriver ut blankt.",
+            "journey-1@example.se",
+        ),
         sender=customer,
-    )  # fmt: skip
+    )
 
     ticket = eventually(lambda: find_ticket(helpdesk, customer), what="the ticket")
     assert ticket["status"] == "new"
@@ -47,9 +52,13 @@ def test_an_email_becomes_a_ticket_gets_an_auto_reply_and_the_reply_threads_back
     assert ticket_id_from_message_id(our_id, secret) == ticket["ticket_id"]
 
     answer = customer_mail(
-        customer, f"Re: {reply['Subject']}", "Den skriver fortfarande ut blankt.\n\n> tidigare text",
-        "journey-2@example.se", In_Reply_To=f"<{our_id}>", References=f"<journey-1@example.se> <{our_id}>",
-    )  # fmt: skip
+        customer,
+        f"Re: {reply['Subject']}",
+        "Den skriver fortfarande ut blankt.\n\n> tidigare text",
+        "journey-2@example.se",
+        In_Reply_To=f"<{our_id}>",
+        References=f"<journey-1@example.se> <{our_id}>",
+    )
     send_mail(helpdesk, answer, sender=customer)
 
     def replied() -> dict | None:
@@ -62,7 +71,9 @@ def test_an_email_becomes_a_ticket_gets_an_auto_reply_and_the_reply_threads_back
     assert second["author"]["role"] == "customer" and second["visibility"] == "public"
     assert "fortfarande" in second["text"]
     assert any("reply to our message" in a["detail"] for a in detail["activity"])
-    assert [t["number"] for t in api(helpdesk, "tickets", "/api/tickets?view=all&limit=200")["items"]].count(number) == 1
+    assert [t["number"] for t in api(helpdesk, "tickets", "/api/tickets?view=all&limit=200")["items"]].count(
+        number
+    ) == 1
     assert find_ticket(helpdesk, customer)["ticket_id"] == ticket["ticket_id"]
 
     # the customer's reply gets no second automatic reply

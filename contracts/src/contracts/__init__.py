@@ -2,7 +2,15 @@
 
 from contracts import topics
 from contracts.commands import SendNotification
-from contracts.envelope import Envelope, Message, Registry, UnknownMessageType, decode_envelope, derived_id, new_id
+from contracts.envelope import (
+    Envelope,
+    Message,
+    Registry,
+    UnknownMessageType,
+    decode_envelope,
+    derived_id,
+    new_id,
+)
 from contracts.events import (
     CommentAdded,
     DeadLettered,

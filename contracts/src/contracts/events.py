@@ -1,12 +1,22 @@
 """Events: facts in the past tense. Each docstring says who sends it and who consumes it."""
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field
 
 from contracts.envelope import Message
-from contracts.models import MAX_TEXT, Actor, Address, Attachment, Channel, Frozen, Role, TicketSnapshot, Visibility
+from contracts.models import (
+    MAX_TEXT,
+    Actor,
+    Address,
+    Attachment,
+    Channel,
+    Frozen,
+    Role,
+    TicketSnapshot,
+    Visibility,
+)
 
 
 class EmailReceived(Message):
@@ -136,5 +146,3 @@ class DeadLettered(Message):
     reason: str = Field(description="Why it was refused.", max_length=100_000)
     error_type: str = Field(description="Name of the error.")
     failed_at: datetime = Field(description="When it was refused (UTC).")
-
-

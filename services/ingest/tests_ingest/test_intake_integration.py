@@ -4,14 +4,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
-
-from contracts import Envelope, topics
 from hdkit.kafka import Publisher
 from hdkit.mongo import OutboxRelay
 from hdkit.testing import read_envelopes, started_publisher
 from ingest.handlers import EmailIntake, Limits, NotAccepted, Outcome
 from ingest.store import Store
+from prometheus_client import CollectorRegistry
+
+from contracts import Envelope, topics
 
 
 class KafkaDownOnce(Publisher):
@@ -94,12 +94,15 @@ async def test_an_oversized_attachment_is_left_out_with_a_note_and_the_message_s
         b"Content-Type: text/plain\r\n\r\nsee files\r\n--XX\r\nContent-Type: application/pdf\r\n"
         b"Content-Disposition: attachment; filename=small.pdf\r\n\r\nsmall\r\n--XX\r\n"
         b"Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=big.bin\r\n\r\n"
-        + b"x" * 2000 + b"\r\n--XX--\r\n"
+        + b"x" * 2000
+        + b"\r\n--XX--\r\n"
     )
     async with started_publisher(infra.bootstrap) as publisher:
         store = Store(mongo)
         relay = OutboxRelay(store.messages, publisher)
-        intake = EmailIntake(store, relay, CollectorRegistry(), loop_domain="x", limits=Limits(max_attachment_bytes=1000))
+        intake = EmailIntake(
+            store, relay, CollectorRegistry(), loop_domain="x", limits=Limits(max_attachment_bytes=1000)
+        )
         assert await intake.accept(raw, ["support@localhost"]) is Outcome.ACCEPTED
     (event,) = await read_envelopes(infra.bootstrap, topics.INBOUND_EMAIL, for_message("att@example.com"), expect=1)
     payload = event["payload"]

@@ -1,5 +1,4 @@
 import pytest
-
 from ingest.domain import UnreadableEmail, dedupe_key, parse_email, sanitise_html
 
 LOOP = "helpdesk.localhost"
@@ -61,7 +60,9 @@ def test_automatic_mail_is_recognised_so_it_is_never_auto_answered(header: str, 
 
 def test_mail_from_a_mailer_daemon_counts_as_automatic_and_a_person_does_not() -> None:
     assert parse_email(raw("From: MAILER-DAEMON@example.com\nSubject: x"), loop_domain=LOOP).auto_submitted
-    assert not parse_email(raw("From: anna@example.com\nSubject: x\nAuto-Submitted: no"), loop_domain=LOOP).auto_submitted
+    assert not parse_email(
+        raw("From: anna@example.com\nSubject: x\nAuto-Submitted: no"), loop_domain=LOOP
+    ).auto_submitted
 
 
 def test_html_only_mail_gets_readable_text_and_sanitised_html() -> None:
@@ -97,7 +98,10 @@ def test_empty_bytes_are_unreadable() -> None:
 
 def test_an_unknown_charset_falls_back_instead_of_failing() -> None:
     parsed = parse_email(
-        raw("From: a@example.com\nSubject: x\nContent-Type: text/plain; charset=x-nonsense", charset_body="ø".encode()),
+        raw(
+            "From: a@example.com\nSubject: x\nContent-Type: text/plain; charset=x-nonsense",
+            charset_body="ø".encode(),
+        ),
         loop_domain=LOOP,
     )
     assert parsed.text == "ø"

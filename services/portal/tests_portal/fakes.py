@@ -108,14 +108,10 @@ class FakeTickets:
         if self.down:
             raise TicketsUnavailable("connection refused")
 
-    async def list_tickets(
-        self, actor: Actor, view: str, *, cursor: str | None = None, limit: int = 50
-    ) -> TicketPage:
+    async def list_tickets(self, actor: Actor, view: str, *, cursor: str | None = None, limit: int = 50) -> TicketPage:
         self._call(actor)
         self.views.append((view, cursor))
-        return TicketPage.model_validate(
-            {"items": list(self.tickets.values()), "next_cursor": self.next_cursor}
-        )
+        return TicketPage.model_validate({"items": list(self.tickets.values()), "next_cursor": self.next_cursor})
 
     async def counts(self, actor: Actor) -> dict[str, int]:
         self._call(actor)

@@ -46,9 +46,7 @@ async def test_ensure_admin_with_another_email_leaves_the_existing_admin_alone(a
     assert await accounts.users.by_email("other@localhost") is None
 
 
-async def test_ensure_admin_does_not_promote_an_existing_agent(
-    accounts: Accounts, passwords: Passwords
-) -> None:
+async def test_ensure_admin_does_not_promote_an_existing_agent(accounts: Accounts, passwords: Passwords) -> None:
     add_user(accounts.users, passwords, "bea@localhost", PHRASE, "agent")  # type: ignore[arg-type]
     out = io.StringIO()
 
@@ -92,9 +90,7 @@ async def test_set_password_takes_a_given_one_and_does_not_print_it(accounts: Ac
 
     assert out.getvalue() == "password set: admin@localhost\n"
     admin = await accounts.users.by_email("admin@localhost")
-    assert admin is not None and await accounts.passwords.verify(
-        admin.password_hash, "a brand new passphrase"
-    )
+    assert admin is not None and await accounts.passwords.verify(admin.password_hash, "a brand new passphrase")
 
 
 async def test_set_password_refuses_a_short_password_and_an_unknown_user(accounts: Accounts) -> None:

@@ -99,9 +99,7 @@ def test_a_customer_gets_403_on_agent_pages(
     assert tickets.actors == []
 
 
-def test_a_light_agent_may_open_the_workspace(
-    client: TestClient, users: FakeUsers, passwords: Passwords
-) -> None:
+def test_a_light_agent_may_open_the_workspace(client: TestClient, users: FakeUsers, passwords: Passwords) -> None:
     add_user(users, passwords, "lee@localhost", PHRASE, "light_agent")
     sign_in(client, email="lee@localhost", password=PHRASE)
 
@@ -138,23 +136,15 @@ def test_a_description_repeated_by_the_first_message_is_shown_once(signed_in: Te
     assert "<h2>Description</h2>" not in text
 
 
-def test_a_description_of_its_own_is_shown_above_the_conversation(
-    signed_in: TestClient, tickets: FakeTickets
-) -> None:
+def test_a_description_of_its_own_is_shown_above_the_conversation(signed_in: TestClient, tickets: FakeTickets) -> None:
     tickets.tickets[1] = ticket(1, description="Made from the web form.")
 
     text = signed_in.get("/tickets/1").text
 
-    assert (
-        text.index("<h2>Description</h2>")
-        < text.index("Made from the web form.")
-        < text.index("Conversation")
-    )
+    assert text.index("<h2>Description</h2>") < text.index("Made from the web form.") < text.index("Conversation")
 
 
-def test_internal_notes_are_set_apart_from_public_messages(
-    signed_in: TestClient, tickets: FakeTickets
-) -> None:
+def test_internal_notes_are_set_apart_from_public_messages(signed_in: TestClient, tickets: FakeTickets) -> None:
     data = ticket(1)
     data["comments"].append(
         {
@@ -211,9 +201,7 @@ def test_an_unknown_ticket_is_a_404_page(signed_in: TestClient) -> None:
         assert "not found" in response.text.lower()
 
 
-def test_an_unreachable_tickets_service_shows_a_clear_503_page(
-    signed_in: TestClient, tickets: FakeTickets
-) -> None:
+def test_an_unreachable_tickets_service_shows_a_clear_503_page(signed_in: TestClient, tickets: FakeTickets) -> None:
     tickets.down = True
 
     for path in ("/tickets", "/tickets/1"):

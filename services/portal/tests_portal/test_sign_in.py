@@ -289,9 +289,7 @@ def test_unknown_users_are_checked_against_a_dummy_hash_like_known_ones(
             return super().verify(hash, password)
 
     passwords = Passwords(SpyHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    client = TestClient(
-        create_app(settings, users=users, tickets=tickets, passwords=passwords), follow_redirects=False
-    )
+    client = TestClient(create_app(settings, users=users, tickets=tickets, passwords=passwords), follow_redirects=False)
 
     sign_in(client, email="nobody@localhost")
     sign_in(client, password=GUESS)

@@ -1,9 +1,17 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from contracts import CommentAdded, EmailReceived, TicketCreated, TicketUpdated
 from contracts.models import Address
-from tickets.domain import Candidates, Mailbox, customer_reply, decide_thread, new_ticket_from_email, subject_number
+from tickets.domain import (
+    Candidates,
+    Mailbox,
+    customer_reply,
+    decide_thread,
+    new_ticket_from_email,
+    subject_number,
+)
+
+from contracts import CommentAdded, EmailReceived, TicketCreated, TicketUpdated
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 MAILBOX = Mailbox(address="support@localhost", type="other", group="support")
@@ -27,7 +35,12 @@ def email(**overrides: Any) -> EmailReceived:
 
 def ticket(**overrides: Any) -> dict[str, Any]:
     doc, _ = new_ticket_from_email(
-        email(), ticket_id="t-1", number=1, mailbox=MAILBOX, now=NOW, threading=decide_thread(email(), Candidates())
+        email(),
+        ticket_id="t-1",
+        number=1,
+        mailbox=MAILBOX,
+        now=NOW,
+        threading=decide_thread(email(), Candidates()),
     )
     doc.update(overrides)
     return doc
@@ -35,7 +48,12 @@ def ticket(**overrides: Any) -> dict[str, Any]:
 
 def test_a_new_email_makes_a_new_unassigned_ticket_and_a_created_event() -> None:
     doc, events = new_ticket_from_email(
-        email(), ticket_id="t-1", number=7, mailbox=MAILBOX, now=NOW, threading=decide_thread(email(), Candidates())
+        email(),
+        ticket_id="t-1",
+        number=7,
+        mailbox=MAILBOX,
+        now=NOW,
+        threading=decide_thread(email(), Candidates()),
     )
     assert doc["number"] == 7 and doc["status"] == "new" and doc["handler"] is None
     assert doc["group"] == "support" and doc["type"] == "other"
@@ -82,7 +100,11 @@ def test_subject_numbers_are_read_from_the_token_only() -> None:
 def test_a_customer_reply_adds_a_public_comment_and_moves_the_ticket_to_waiting_for_agent() -> None:
     reply = email(message_id="m2@example.se", text="Fortfarande trasig")
     change = customer_reply(
-        ticket(), reply, now=NOW, threading=decide_thread(reply, Candidates()), status_after_reply="waiting_for_agent"
+        ticket(),
+        reply,
+        now=NOW,
+        threading=decide_thread(reply, Candidates()),
+        status_after_reply="waiting_for_agent",
     )
     assert change.set_fields["status"] == "waiting_for_agent"
     assert change.add_to_set["message_ids"] == ["m2@example.se"]
@@ -96,8 +118,11 @@ def test_a_customer_reply_adds_a_public_comment_and_moves_the_ticket_to_waiting_
 def test_a_customer_reply_leaves_a_dormant_ticket_dormant() -> None:
     reply = email(message_id="m3@example.se")
     change = customer_reply(
-        ticket(status="dormant"), reply, now=NOW, threading=decide_thread(reply, Candidates()),
+        ticket(status="dormant"),
+        reply,
+        now=NOW,
+        threading=decide_thread(reply, Candidates()),
         status_after_reply="waiting_for_agent",
-    )  # fmt: skip
+    )
     assert change.set_fields["status"] == "dormant"
     assert [type(e) for e in change.events] == [CommentAdded]

@@ -5,8 +5,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-
-from contracts import EmailReceived, Envelope, NotificationSent, derived_id, topics
 from contracts.message_ids import make_message_id
 from contracts.models import Address
 from hdkit.mongo import OutboxRelay
@@ -15,15 +13,22 @@ from tickets.domain import Mailbox
 from tickets.handlers import Handlers
 from tickets.store import Store
 
+from contracts import EmailReceived, Envelope, NotificationSent, derived_id, topics
+
 SECRET = "integration-secret-0123456789"
 
 
 def email(message_id: str, sender: str = "kund@example.se", **overrides: Any) -> tuple[Envelope, EmailReceived]:
     fields: dict[str, Any] = {
-        "mailbox": "support@localhost", "message_id": message_id, "subject": "Trasig skrivare",
-        "sender": Address(email=sender), "received_at": datetime.now(UTC), "text": "Hej", "raw_id": message_id,
+        "mailbox": "support@localhost",
+        "message_id": message_id,
+        "subject": "Trasig skrivare",
+        "sender": Address(email=sender),
+        "received_at": datetime.now(UTC),
+        "text": "Hej",
+        "raw_id": message_id,
         "size": 10,
-    }  # fmt: skip
+    }
     fields.update(overrides)
     event = EmailReceived(**fields)
     return Envelope.wrap(event, event_id=derived_id("email", message_id)), event
@@ -46,9 +51,11 @@ async def test_the_same_email_handled_twice_makes_one_ticket_and_one_created_eve
         assert await store.tickets.count_documents({}) == 1
         ticket = await store.tickets.find_one({})
     created = await read_envelopes(
-        infra.bootstrap, topics.TICKET_EVENTS,
-        lambda e: e["type"] == "TicketCreated" and e["key"] == ticket["_id"], expect=1,
-    )  # fmt: skip
+        infra.bootstrap,
+        topics.TICKET_EVENTS,
+        lambda e: e["type"] == "TicketCreated" and e["key"] == ticket["_id"],
+        expect=1,
+    )
     assert len({e["event_id"] for e in created}) == 1
     assert created[0]["causation_id"] == envelope.event_id
 
@@ -92,9 +99,14 @@ async def test_our_sent_message_id_is_remembered_so_a_reply_quoting_it_threads(i
         await handlers.email_received(*email("orig@example.se"))
         ticket = await store.tickets.find_one({})
         sent = NotificationSent(
-            notification_id="n-1", ticket_id=ticket["_id"], message_id="plain-id@mailer.example",
-            to=Address(email="kund@example.se"), subject="x", template="auto_reply", sent_at=datetime.now(UTC),
-        )  # fmt: skip
+            notification_id="n-1",
+            ticket_id=ticket["_id"],
+            message_id="plain-id@mailer.example",
+            to=Address(email="kund@example.se"),
+            subject="x",
+            template="auto_reply",
+            sent_at=datetime.now(UTC),
+        )
         sent_envelope = Envelope.wrap(sent)
         await handlers.notification_sent(sent_envelope, sent)
         await handlers.notification_sent(sent_envelope, sent)

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from contracts.envelope import utcnow
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -22,7 +23,6 @@ from pydantic import ValidationError
 from pymongo.errors import ConnectionFailure
 
 from contracts import REGISTRY, DeadLettered, Envelope, Message, UnknownMessageType, decode_envelope, topics
-from contracts.envelope import utcnow
 from hdkit.settings import KafkaSettings
 from hdkit.telemetry import traceparent_context
 
@@ -162,9 +162,7 @@ class Consumer:
         if self._attempts[where] < self.max_attempts:
             return False
         self._attempts.pop(where, None)
-        await self.dead_letter(
-            topic, msg, f"failed {self.max_attempts} times: {exc!r}", type(exc).__name__
-        )
+        await self.dead_letter(topic, msg, f"failed {self.max_attempts} times: {exc!r}", type(exc).__name__)
         return True
 
     async def dead_letter(self, topic: str, msg: Any, reason: str, error: str) -> None:

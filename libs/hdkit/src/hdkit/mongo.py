@@ -11,12 +11,12 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from contracts.envelope import utcnow
 from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from contracts import Envelope
-from contracts.envelope import utcnow
 from hdkit.kafka import Publisher
 
 log = logging.getLogger(__name__)

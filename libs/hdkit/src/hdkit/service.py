@@ -49,7 +49,7 @@ class Runtime:
 
     @property
     def db(self) -> Any:
-        """This service's own database."""
+        """Return this service's own database."""
         return self.mongo[self.settings.mongo_db]
 
     def declare_publisher(self, topic: str, *types: type[Message]) -> None:

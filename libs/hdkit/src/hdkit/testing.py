@@ -19,9 +19,11 @@ from hdkit.settings import KafkaSettings
 async def started_publisher(bootstrap: str) -> AsyncIterator[Publisher]:
     """Yield a publisher on a started broker, as the services build it."""
     broker: KafkaBroker = make_broker(
-        KafkaSettings(kafka_bootstrap=bootstrap), service="test", tracer_provider=TracerProvider(),
+        KafkaSettings(kafka_bootstrap=bootstrap),
+        service="test",
+        tracer_provider=TracerProvider(),
         metrics=CollectorRegistry(),
-    )  # fmt: skip
+    )
     await broker.start()
     try:
         yield Publisher(broker)
@@ -30,7 +32,7 @@ async def started_publisher(bootstrap: str) -> AsyncIterator[Publisher]:
 
 
 async def read_envelopes(
-    bootstrap: str, topic: str, match: Callable[[dict[str, Any]], bool], *, expect: int, timeout: float = 20.0
+    bootstrap: str, topic: str, match: Callable[[dict[str, Any]], bool], *, expect: int, wait: float = 20.0
 ) -> list[dict[str, Any]]:
     """Read a topic from the start and return the envelopes that match, waiting for `expect` of them.
 
@@ -40,7 +42,7 @@ async def read_envelopes(
     await consumer.start()
     found: list[dict[str, Any]] = []
     try:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + wait
         settle: float | None = None
         while time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=300)

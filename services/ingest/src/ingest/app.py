@@ -4,12 +4,12 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from faststream.kafka import KafkaBroker
-from pymongo import AsyncMongoClient
-
-from contracts import EmailReceived, topics
 from hdkit.auth import require_service_token
 from hdkit.mongo import OutboxRelay
 from hdkit.service import Runtime, build_runtime, http_app
+from pymongo import AsyncMongoClient
+
+from contracts import EmailReceived, topics
 from ingest.handlers import EmailIntake, Limits
 from ingest.mailboxes import MailboxDirectory
 from ingest.settings import Settings

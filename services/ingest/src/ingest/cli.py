@@ -2,6 +2,7 @@
 
 from hdkit.cli import service_main
 from hdkit.service import ServiceSettings
+
 from ingest.app import create_app
 from ingest.settings import Settings
 from ingest.store import Store

@@ -17,12 +17,12 @@ from email.utils import getaddresses, parsedate_to_datetime
 from html.parser import HTMLParser
 
 import nh3
-
 from contracts.models import Address
 
 MSGID = re.compile(r"<([^<>\s]+)>")
 AUTOMATIC_SENDERS = re.compile(
-    r"^(mailer-daemon|postmaster|no-?reply|do-?not-?reply|bounces?|auto-?reply|autoresponder)([+.\-_].*)?$", re.I
+    r"^(mailer-daemon|postmaster|no-?reply|do-?not-?reply|bounces?|auto-?reply|autoresponder)([+.\-_].*)?$",
+    re.I,
 )
 LOOP_HEADER = "X-Helpdesk-Loop"
 
@@ -165,9 +165,40 @@ def sanitise_html(html: str) -> str:
     return nh3.clean(
         html,
         tags={
-            "a", "abbr", "b", "blockquote", "br", "code", "div", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr",
-            "i", "img", "li", "ol", "p", "pre", "s", "span", "strong", "sub", "sup", "table", "tbody", "td",
-            "th", "thead", "tr", "u", "ul",
+            "a",
+            "abbr",
+            "b",
+            "blockquote",
+            "br",
+            "code",
+            "div",
+            "em",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "hr",
+            "i",
+            "img",
+            "li",
+            "ol",
+            "p",
+            "pre",
+            "s",
+            "span",
+            "strong",
+            "sub",
+            "sup",
+            "table",
+            "tbody",
+            "td",
+            "th",
+            "thead",
+            "tr",
+            "u",
+            "ul",
         },
         attributes={"a": {"href", "title"}, "img": {"src", "alt", "title"}, "td": {"colspan", "rowspan"}},
         url_schemes={"http", "https", "mailto", "cid"},
@@ -210,8 +241,10 @@ def _bodies(msg: Message) -> tuple[str | None, str | None, list[RawAttachment]]:
         ctype = part.get_content_type()
         disposition = (part.get_content_disposition() or "").lower()
         filename = part.get_filename()
-        if disposition == "attachment" or (filename and ctype not in {"text/plain", "text/html"}) or (
-            not ctype.startswith("text/")
+        if (
+            disposition == "attachment"
+            or (filename and ctype not in {"text/plain", "text/html"})
+            or (not ctype.startswith("text/"))
         ):
             data = part.get_payload(decode=True)
             attachments.append(

@@ -2,17 +2,17 @@
 
 import logging
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
-from opentelemetry import trace
-from prometheus_client import CollectorRegistry, Counter
-
-from contracts import EmailReceived, Envelope, derived_id, topics
 from contracts.envelope import utcnow
 from contracts.models import Attachment
 from hdkit.mongo import OutboxRelay, is_duplicate, outbox_fields
 from hdkit.telemetry import current_traceparent
+from opentelemetry import trace
+from prometheus_client import CollectorRegistry, Counter
+
+from contracts import EmailReceived, Envelope, derived_id, topics
 from ingest.domain import ParsedEmail, UnreadableEmail, dedupe_key, parse_email
 from ingest.store import Store
 
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("ingest")
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """What happened to one delivery."""
 
     ACCEPTED = "accepted"
@@ -43,7 +43,13 @@ class EmailIntake:
     """Turns raw deliveries into `EmailReceived` events, once per message and mailbox."""
 
     def __init__(
-        self, store: Store, relay: OutboxRelay, metrics: CollectorRegistry, *, loop_domain: str, limits: Limits
+        self,
+        store: Store,
+        relay: OutboxRelay,
+        metrics: CollectorRegistry,
+        *,
+        loop_domain: str,
+        limits: Limits,
     ) -> None:
         self._store = store
         self._relay = relay
@@ -55,7 +61,9 @@ class EmailIntake:
             ["channel", "outcome"],
             registry=metrics,
         )
-        self._bytes = Counter("helpdesk_ingest_bytes_total", "Bytes of inbound messages.", ["channel"], registry=metrics)
+        self._bytes = Counter(
+            "helpdesk_ingest_bytes_total", "Bytes of inbound messages.", ["channel"], registry=metrics
+        )
 
     async def accept(self, raw: bytes, mailboxes: list[str], *, peer: str = "") -> Outcome:
         """Keep and publish one message for each of our mailboxes it was sent to; return what happened."""

@@ -1,9 +1,8 @@
 """Ingest settings (HELPDESK_* environment variables)."""
 
-from pydantic import Field
-
 from hdkit.service import ServiceSettings
 from hdkit.settings import ServiceTokenSettings
+from pydantic import Field
 
 
 class Settings(ServiceSettings, ServiceTokenSettings):
@@ -19,7 +18,8 @@ class Settings(ServiceSettings, ServiceTokenSettings):
         default=25 * 1024 * 1024, description="Hard size limit; larger messages get 552 at SMTP time."
     )
     max_attachment_bytes: int = Field(
-        default=5 * 1024 * 1024, description="Largest attachment kept per file; larger ones are left out with a note."
+        default=5 * 1024 * 1024,
+        description="Largest attachment kept per file; larger ones are left out with a note.",
     )
     tickets_url: str = Field(default="http://127.0.0.1:8002", description="Tickets service, for the mailbox list.")
     mailbox_refresh_seconds: float = Field(default=30.0, description="How often the mailbox list is re-read.")

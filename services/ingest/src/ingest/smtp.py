@@ -51,7 +51,13 @@ class DeliveryHandler:
 
 
 async def start_receivers(
-    handler: DeliveryHandler, *, host: str, smtp_port: int, lmtp_port: int | None, hostname: str, max_bytes: int
+    handler: DeliveryHandler,
+    *,
+    host: str,
+    smtp_port: int,
+    lmtp_port: int | None,
+    hostname: str,
+    max_bytes: int,
 ) -> list[asyncio.Server]:
     """Start the SMTP (and LMTP) listeners on the running event loop."""
     loop = asyncio.get_running_loop()

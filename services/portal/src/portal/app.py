@@ -43,9 +43,7 @@ def create_app(
             settings.tickets_url, settings.service_token.get_secret_value(), timeout=settings.tickets_timeout
         )
     rt.on_stop.append(tickets.aclose)
-    sign_ins = Counter(
-        "helpdesk_portal_sign_ins", "Sign-in attempts by outcome.", ["outcome"], registry=rt.metrics
-    )
+    sign_ins = Counter("helpdesk_portal_sign_ins", "Sign-in attempts by outcome.", ["outcome"], registry=rt.metrics)
     portal = web.Portal(
         accounts=Accounts(users, passwords or Passwords(), limiter),
         tickets=tickets,

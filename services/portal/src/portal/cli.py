@@ -91,9 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="serve the portal over HTTP")
     sub.add_parser("migrate", help="create the database indexes (idempotent)")
-    p = sub.add_parser(
-        "ensure-admin", help="create the first admin if there is none; prints its password once"
-    )
+    p = sub.add_parser("ensure-admin", help="create the first admin if there is none; prints its password once")
     p.add_argument("--email", required=True)
     p.add_argument("--name", default="Admin")
     p = sub.add_parser("set-password", help="set a user's password from stdin, or generate and print one")

@@ -151,11 +151,7 @@ def safe_next(target: str | None, default: str = AFTER_SIGN_IN) -> str:
     if not target or len(target) > 2000 or not target.startswith("/"):
         return default
     # "//host" and "/\host" are read by browsers as another host; control characters can smuggle either.
-    if (
-        target.startswith(("//", "/\\"))
-        or "\\" in target
-        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target)
-    ):
+    if target.startswith(("//", "/\\")) or "\\" in target or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target):
         return default
     parts = urlsplit(target)
     if parts.scheme or parts.netloc:

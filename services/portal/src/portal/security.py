@@ -79,9 +79,7 @@ class Session:
 class SessionCodec:
     """Signs sessions into cookie values and reads them back, refusing forged or expired ones."""
 
-    def __init__(
-        self, secret: str, *, max_age: int = SESSION_MAX_AGE, clock: Callable[[], float] = time.time
-    ):
+    def __init__(self, secret: str, *, max_age: int = SESSION_MAX_AGE, clock: Callable[[], float] = time.time):
         self._serializer = URLSafeTimedSerializer(secret, salt="portal.session")
         self._csrf_key = hashlib.sha256(b"portal.csrf\0" + secret.encode()).digest()
         self.max_age = max_age

@@ -10,9 +10,7 @@ class Settings(ServiceSettings, ServiceTokenSettings):
 
     mongo_db: str = Field(default="helpdesk_portal", description="The portal's own database (users).")
     http_port: int = Field(default=8000, description="HTTP port of the portal.")
-    tickets_url: str = Field(
-        default="http://127.0.0.1:8002", description="Base URL of the tickets service's HTTP API."
-    )
+    tickets_url: str = Field(default="http://127.0.0.1:8002", description="Base URL of the tickets service's HTTP API.")
     tickets_timeout: float = Field(
         default=5.0, gt=0, description="Seconds to wait for the tickets service before showing an error."
     )

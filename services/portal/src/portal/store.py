@@ -77,9 +77,7 @@ class UserStore:
 
     async def any_admin(self) -> User | None:
         """Return an admin account that is not disabled, if there is one."""
-        doc = await self.collection.find_one(
-            {"role": "admin", "disabled": {"$ne": True}}, sort=[("created_at", 1)]
-        )
+        doc = await self.collection.find_one({"role": "admin", "disabled": {"$ne": True}}, sort=[("created_at", 1)])
         return _to_user(doc) if doc else None
 
     async def add(self, user: User) -> None:

@@ -116,9 +116,7 @@ class ViewCounts(_Read):
 class Tickets(Protocol):
     """What the pages need from the tickets service (`TicketsClient`; tests use a fake)."""
 
-    async def list_tickets(
-        self, actor: Actor, view: str, *, cursor: str | None = None, limit: int = 50
-    ) -> TicketPage:
+    async def list_tickets(self, actor: Actor, view: str, *, cursor: str | None = None, limit: int = 50) -> TicketPage:
         """Return one page of a view."""
 
     async def counts(self, actor: Actor) -> dict[str, int]:
@@ -166,9 +164,7 @@ class TicketsClient:
             log.warning("tickets service unreachable: GET %s: %s", path, exc)
             raise TicketsUnavailable(f"tickets service unreachable: {type(exc).__name__}") from exc
         if response.status_code in (401, 403):
-            log.error(
-                "tickets service refused our service token (HTTP %s) on GET %s", response.status_code, path
-            )
+            log.error("tickets service refused our service token (HTTP %s) on GET %s", response.status_code, path)
             raise TicketsUnavailable(f"tickets service refused the portal (HTTP {response.status_code})")
         if response.status_code >= 500:
             log.warning("tickets service failed: GET %s: HTTP %s", path, response.status_code)
@@ -179,18 +175,14 @@ class TicketsClient:
     def _parse(model: type[M], response: httpx.Response, what: str) -> M:
         if response.status_code != 200:
             log.warning("tickets service answered %s with HTTP %s", what, response.status_code)
-            raise TicketsUnavailable(
-                f"unexpected answer from the tickets service (HTTP {response.status_code})"
-            )
+            raise TicketsUnavailable(f"unexpected answer from the tickets service (HTTP {response.status_code})")
         try:
             return model.model_validate_json(response.content)
         except ValidationError as exc:
             log.warning("tickets service answered %s with an unreadable body: %s", what, exc)
             raise TicketsUnavailable("unreadable answer from the tickets service") from exc
 
-    async def list_tickets(
-        self, actor: Actor, view: str, *, cursor: str | None = None, limit: int = 50
-    ) -> TicketPage:
+    async def list_tickets(self, actor: Actor, view: str, *, cursor: str | None = None, limit: int = 50) -> TicketPage:
         """Return one page of a view."""
         if view not in VIEWS:
             raise ValueError(f"unknown view {view!r}")

@@ -129,9 +129,7 @@ class Portal:
 
     def clear_session(self, response: Response) -> None:
         """Remove the session cookie."""
-        response.delete_cookie(
-            self.cookie_name, path="/", secure=self.cookie_secure, httponly=True, samesite="lax"
-        )
+        response.delete_cookie(self.cookie_name, path="/", secure=self.cookie_secure, httponly=True, samesite="lax")
 
     def count_sign_in(self, outcome: str) -> None:
         """Count a sign-in attempt by outcome."""
@@ -301,9 +299,7 @@ def build_router(portal: Portal, templates: Jinja2Templates) -> APIRouter:
         return response
 
     @router.get("/tickets")
-    async def ticket_list(
-        request: Request, user: Agent, view: str = DEFAULT_VIEW, cursor: str = ""
-    ) -> Response:
+    async def ticket_list(request: Request, user: Agent, view: str = DEFAULT_VIEW, cursor: str = "") -> Response:
         if view not in VIEWS:
             raise PageError(404, "No such view", "There is no ticket view with that name.")
         if len(cursor) > MAX_CURSOR_LENGTH:
@@ -313,9 +309,7 @@ def build_router(portal: Portal, templates: Jinja2Templates) -> APIRouter:
             portal.tickets.list_tickets(actor, view, cursor=cursor or None), portal.tickets.counts(actor)
         )
         handlers = await portal.accounts.users.names(t.handler for t in page.items if t.handler)
-        next_link = (
-            f"/tickets?{urlencode({'view': view, 'cursor': page.next_cursor})}" if page.next_cursor else ""
-        )
+        next_link = f"/tickets?{urlencode({'view': view, 'cursor': page.next_cursor})}" if page.next_cursor else ""
         return render(
             request,
             "tickets.html",

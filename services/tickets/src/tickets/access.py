@@ -8,7 +8,15 @@ from fastapi import Header, HTTPException, status
 from tickets.domain import OPEN_STATUSES
 
 View = Literal["unassigned", "mine", "waiting_for_agent", "waiting_for_customer", "all_open", "dormant", "all"]
-VIEWS: tuple[View, ...] = ("unassigned", "mine", "waiting_for_agent", "waiting_for_customer", "all_open", "dormant", "all")
+VIEWS: tuple[View, ...] = (
+    "unassigned",
+    "mine",
+    "waiting_for_agent",
+    "waiting_for_customer",
+    "all_open",
+    "dormant",
+    "all",
+)
 ROLES = {"admin", "agent", "light_agent", "customer", "system"}
 
 

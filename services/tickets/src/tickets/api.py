@@ -3,11 +3,11 @@
 from datetime import datetime
 from typing import Annotated, Any
 
+from contracts.models import Address
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+from hdkit.auth import require_service_token
 from pydantic import BaseModel, Field
 
-from contracts.models import Address
-from hdkit.auth import require_service_token
 from tickets.access import VIEWS, View, Viewer, view_query, viewer, visible
 from tickets.store import Store
 

@@ -4,11 +4,11 @@ from typing import Any
 
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
+from hdkit.mongo import OutboxRelay
+from hdkit.service import build_runtime, http_app
 from pymongo import AsyncMongoClient
 
 from contracts import CommentAdded, TicketCreated, TicketUpdated, topics
-from hdkit.mongo import OutboxRelay
-from hdkit.service import build_runtime, http_app
 from tickets.api import router
 from tickets.handlers import Handlers
 from tickets.settings import Settings

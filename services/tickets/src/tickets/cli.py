@@ -3,6 +3,7 @@
 from hdkit.cli import service_main
 from hdkit.mongo import make_client
 from hdkit.service import ServiceSettings
+
 from tickets.app import create_app
 from tickets.domain import Mailbox
 from tickets.settings import Settings

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from contracts import CommentAdded, EmailReceived, TicketCreated, TicketUpdated, derived_id
 from contracts.events import Comment, FieldChange
 from contracts.models import Actor, Address, TicketSnapshot
+
+from contracts import CommentAdded, EmailReceived, TicketCreated, TicketUpdated, derived_id
 
 STATUSES: dict[str, str] = {
     "new": "New",
@@ -27,7 +28,11 @@ STATUSES: dict[str, str] = {
 OPEN_STATUSES = ("new", "open", "waiting_for_customer", "waiting_for_agent")
 DEFAULT_TYPES: list[dict[str, Any]] = [
     {"key": key, "name": name, "statuses": list(STATUSES), "colour": colour}
-    for key, name, colour in (("fault", "Fault", "#c0392b"), ("order", "Order", "#2471a3"), ("other", "Other", "#7f8c8d"))
+    for key, name, colour in (
+        ("fault", "Fault", "#c0392b"),
+        ("order", "Order", "#2471a3"),
+        ("other", "Other", "#7f8c8d"),
+    )
 ]
 DEFAULT_SETTINGS: dict[str, Any] = {"_id": "global", "status_after_customer_reply": "waiting_for_agent"}
 SUBJECT_TOKEN = re.compile(r"\[#(\d{1,12})\]")
@@ -96,7 +101,11 @@ def decide_thread(email: EmailReceived, found: Candidates) -> Threading:
             ),
         )
     if found.subject_number is not None:
-        return Threading(None, "new ticket", note=f"The subject named ticket #{found.subject_number}, which does not exist.")
+        return Threading(
+            None,
+            "new ticket",
+            note=f"The subject named ticket #{found.subject_number}, which does not exist.",
+        )
     return Threading(None, "new ticket")
 
 
@@ -148,7 +157,13 @@ def _activity(now: datetime, actor: Actor, action: str, detail: str) -> dict[str
 
 
 def new_ticket_from_email(
-    email: EmailReceived, *, ticket_id: str, number: int, mailbox: Mailbox, now: datetime, threading: Threading
+    email: EmailReceived,
+    *,
+    ticket_id: str,
+    number: int,
+    mailbox: Mailbox,
+    now: datetime,
+    threading: Threading,
 ) -> tuple[dict[str, Any], list[Any]]:
     """Return the new ticket document for an email and the events to publish."""
     actor = customer_actor(email)
@@ -205,7 +220,12 @@ class Change:
 
 
 def customer_reply(
-    ticket: dict[str, Any], email: EmailReceived, *, now: datetime, threading: Threading, status_after_reply: str
+    ticket: dict[str, Any],
+    email: EmailReceived,
+    *,
+    now: datetime,
+    threading: Threading,
+    status_after_reply: str,
 ) -> Change:
     """Return what a customer's email reply does to a ticket: a public comment and the status rule."""
     actor = customer_actor(email)
@@ -229,9 +249,7 @@ def customer_reply(
         add_to_set={"message_ids": [i for i in (email.message_id,) if i]},
     )
     snap = snapshot(after)
-    change.events.append(
-        CommentAdded(ticket=snap, comment=comment, author_role="customer", threading=threading.reason)
-    )
+    change.events.append(CommentAdded(ticket=snap, comment=comment, author_role="customer", threading=threading.reason))
     if new_status != ticket["status"]:
         change.set_fields["status"] = new_status
         change.push["activity"].append(
@@ -249,7 +267,14 @@ def customer_reply(
 
 
 def notification_recorded(
-    *, message_id: str, to: str, subject: str, template: str, now: datetime, outcome: Literal["sent", "failed"], reason: str = ""
+    *,
+    message_id: str,
+    to: str,
+    subject: str,
+    template: str,
+    now: datetime,
+    outcome: Literal["sent", "failed"],
+    reason: str = "",
 ) -> Change:
     """Return what an outgoing mail does to its ticket: its Message-ID is remembered, the log says so."""
     actor = Actor(role="system", name="notify")

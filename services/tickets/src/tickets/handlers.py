@@ -3,11 +3,20 @@
 import logging
 from typing import Any
 
-from contracts import EmailReceived, Envelope, Message, NotificationFailed, NotificationSent, derived_id, topics
 from contracts.envelope import utcnow
 from contracts.message_ids import ticket_id_from_message_id
 from hdkit.mongo import OutboxRelay, is_duplicate
 from hdkit.telemetry import current_traceparent
+
+from contracts import (
+    EmailReceived,
+    Envelope,
+    Message,
+    NotificationFailed,
+    NotificationSent,
+    derived_id,
+    topics,
+)
 from tickets.domain import (
     Candidates,
     Change,
@@ -79,7 +88,11 @@ class Handlers:
                 return
             now = utcnow()
             change = customer_reply(
-                ticket, email, now=now, threading=threading, status_after_reply=settings["status_after_customer_reply"]
+                ticket,
+                email,
+                now=now,
+                threading=threading,
+                status_after_reply=settings["status_after_customer_reply"],
             )
             applied = await self._store.apply(
                 ticket["_id"],
@@ -115,17 +128,26 @@ class Handlers:
     async def notification_sent(self, envelope: Envelope, sent: NotificationSent) -> None:
         """Remember our Message-ID on the ticket (replies to it thread there) and log the mail."""
         change = notification_recorded(
-            message_id=sent.message_id, to=sent.to.email, subject=sent.subject, template=sent.template,
-            now=utcnow(), outcome="sent",
-        )  # fmt: skip
+            message_id=sent.message_id,
+            to=sent.to.email,
+            subject=sent.subject,
+            template=sent.template,
+            now=utcnow(),
+            outcome="sent",
+        )
         await self._record(envelope, sent.ticket_id, change)
 
     async def notification_failed(self, envelope: Envelope, failed: NotificationFailed) -> None:
         """Show a failed mail on the ticket."""
         change = notification_recorded(
-            message_id="", to=failed.to.email, subject="", template="notification", now=utcnow(),
-            outcome="failed", reason=failed.reason,
-        )  # fmt: skip
+            message_id="",
+            to=failed.to.email,
+            subject="",
+            template="notification",
+            now=utcnow(),
+            outcome="failed",
+            reason=failed.reason,
+        )
         await self._record(envelope, failed.ticket_id, change)
 
     async def _record(self, envelope: Envelope, ticket_id: str, change: Change) -> None:

@@ -1,9 +1,8 @@
 """Tickets settings (HELPDESK_* environment variables)."""
 
-from pydantic import Field
-
 from hdkit.service import ServiceSettings
 from hdkit.settings import MessageIdSettings, ServiceTokenSettings
+from pydantic import Field
 
 
 class Settings(ServiceSettings, ServiceTokenSettings, MessageIdSettings):

@@ -5,17 +5,29 @@ import json
 from datetime import datetime
 from typing import Any
 
+from hdkit.mongo import outbox_fields, outbox_set
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts import Envelope
-from hdkit.mongo import outbox_fields, outbox_set
 from tickets.domain import DEFAULT_SETTINGS, DEFAULT_TYPES, Change, Mailbox
 
 SUMMARY_FIELDS = {
-    "number": 1, "title": 1, "status": 1, "priority": 1, "type": 1, "group": 1, "handler": 1, "channel": 1,
-    "mailbox": 1, "requester": 1, "created_at": 1, "updated_at": 1, "last_customer_comment_at": 1, "version": 1,
-}  # fmt: skip
+    "number": 1,
+    "title": 1,
+    "status": 1,
+    "priority": 1,
+    "type": 1,
+    "group": 1,
+    "handler": 1,
+    "channel": 1,
+    "mailbox": 1,
+    "requester": 1,
+    "created_at": 1,
+    "updated_at": 1,
+    "last_customer_comment_at": 1,
+    "version": 1,
+}
 HIDDEN_FIELDS = {"outbox": 0, "outbox_since": 0, "applied": 0}
 
 
@@ -48,14 +60,24 @@ class Store:
         await self.config.update_one({"_id": "global"}, {"$setOnInsert": DEFAULT_SETTINGS}, upsert=True)
         await self.mailboxes.update_one(
             {"_id": mailbox.address},
-            {"$setOnInsert": {"address": mailbox.address, "name": mailbox.name, "type": mailbox.type, "group": mailbox.group}},
+            {
+                "$setOnInsert": {
+                    "address": mailbox.address,
+                    "name": mailbox.name,
+                    "type": mailbox.type,
+                    "group": mailbox.group,
+                }
+            },
             upsert=True,
         )
 
     async def next_number(self) -> int:
         """Return the next ticket number (atomic, sequential)."""
         doc = await self.counters.find_one_and_update(
-            {"_id": "ticket_number"}, {"$inc": {"value": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+            {"_id": "ticket_number"},
+            {"$inc": {"value": 1}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
         )
         assert doc is not None  # noqa: S101 - upsert always returns the document
         return int(doc["value"])
@@ -112,7 +134,9 @@ class Store:
         doc = await self.mailboxes.find_one({"_id": address.lower()})
         if doc is None:
             return None
-        return Mailbox(address=doc["address"], name=doc.get("name", "Support"), type=doc["type"], group=doc.get("group"))
+        return Mailbox(
+            address=doc["address"], name=doc.get("name", "Support"), type=doc["type"], group=doc.get("group")
+        )
 
     async def list_mailboxes(self) -> list[dict[str, Any]]:
         """Return every mailbox."""
@@ -133,7 +157,12 @@ class Store:
             query = {
                 "$and": [
                     query,
-                    {"$or": [{"updated_at": {"$lt": updated_at}}, {"updated_at": updated_at, "number": {"$lt": number}}]},
+                    {
+                        "$or": [
+                            {"updated_at": {"$lt": updated_at}},
+                            {"updated_at": updated_at, "number": {"$lt": number}},
+                        ]
+                    },
                 ]
             }
         found = self.tickets.find(query, SUMMARY_FIELDS).sort([("updated_at", DESCENDING), ("number", DESCENDING)])
@@ -149,7 +178,6 @@ class Store:
     async def detail(self, query: dict[str, Any]) -> dict[str, Any] | None:
         """Return one whole ticket (without its outbox) matching a query."""
         return await self.tickets.find_one(query, HIDDEN_FIELDS)
-
 
 
 def encode_cursor(updated_at: datetime, number: int) -> str:

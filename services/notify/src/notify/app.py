@@ -1,0 +1,63 @@
+"""Wiring of the notify process: runtime, store, outbox relay, SMTP sender, handlers, subscriber, routes."""
+
+from typing import Any
+
+from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
+from hdkit.mongo import OutboxRelay
+from hdkit.service import build_runtime, http_app
+from pymongo import AsyncMongoClient
+
+from contracts import topics
+from notify.api import make_router
+from notify.handlers import Handlers, MailIdentity
+from notify.settings import Settings
+from notify.smtp import MailSender, SmtpSender
+from notify.store import Store
+
+TITLE = "helpdesk notify"
+DESCRIPTION = (
+    "Renders email templates and sends each notification once over SMTP; reports `NotificationSent` "
+    "or `NotificationFailed` so tickets can record the Message-ID or show the failure."
+)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    broker: KafkaBroker | None = None,
+    mongo: AsyncMongoClient[dict[str, Any]] | None = None,
+    store: Any | None = None,
+    sender: MailSender | None = None,
+    configure_logging: bool = False,
+) -> FastAPI:
+    """Build the notify app; tests hand in their own broker, store client, store or SMTP sender."""
+    rt = build_runtime("notify", settings, broker=broker, mongo=mongo, configure_logging=configure_logging)
+    store = store or Store(rt.db)
+    relay = OutboxRelay(store.collection, rt.publisher)
+    handlers = Handlers(
+        store,
+        relay,
+        sender or SmtpSender(settings),
+        identity=MailIdentity(
+            message_id_secret=settings.message_id_secret.get_secret_value(),
+            mail_domain=settings.mail_domain,
+            mailbox_names={k.lower(): v for k, v in settings.mailbox_names.items()},
+            default_from_name=settings.default_from_name,
+        ),
+        metrics=rt.metrics,
+        max_attempts=settings.smtp_max_attempts,
+        max_retry_delay=settings.smtp_retry_max_delay,
+    )
+    rt.consumer.subscribe(topics.NOTIFY_COMMANDS, {"SendNotification": handlers.send_notification})
+    rt.on_start.append(store.ensure_indexes)
+    rt.on_start.append(relay.ensure_indexes)
+    rt.background.append(relay.run_sweeper)
+
+    app = http_app(rt, title=TITLE, description=DESCRIPTION)
+    app.include_router(make_router(store, token=settings.service_token.get_secret_value()))
+    app.state.runtime = rt
+    app.state.store = store
+    app.state.relay = relay
+    app.state.handlers = handlers
+    return app

@@ -1,0 +1,360 @@
+"""What notify does with a `SendNotification`: render, claim, send once over SMTP, record, publish."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from typing import Any, Protocol
+
+from contracts.envelope import utcnow
+from contracts.message_ids import make_message_id
+from hdkit.telemetry import current_traceparent
+from prometheus_client import CollectorRegistry, Counter
+
+from contracts import Envelope, NotificationFailed, NotificationSent, SendNotification, derived_id, topics
+from notify.domain import (
+    BadAddress,
+    RenderError,
+    Template,
+    build_message,
+    languages_to_try,
+    render,
+)
+from notify.smtp import DeliveryDeferred, DeliveryRefused, MailSender
+from notify.store import DEFERRED, FAILED, SENDING, SENT, UNCERTAIN
+
+log = logging.getLogger(__name__)
+
+
+class MailServerUnavailable(ConnectionError):
+    """The SMTP server did not take a mail this time; raised so the consumer retries the command.
+
+    A `ConnectionError`, so `hdkit.kafka.Consumer` treats it as a passing failure: retried, never
+    dead-lettered. The mail itself is `deferred` in the store, so the retry may send it.
+    """
+
+
+class NotificationStore(Protocol):
+    """The part of `notify.store.Store` the handlers use."""
+
+    async def get(self, notification_id: str) -> dict[str, Any] | None:
+        """Return a notification document."""
+        ...
+
+    async def claim(self, notification_id: str, fields: dict[str, Any]) -> bool:
+        """Mark it `sending` if new or deferred."""
+        ...
+
+    async def defer(self, notification_id: str, reason: str) -> int:
+        """Mark it `deferred`; return its attempts."""
+        ...
+
+    async def finish(
+        self, notification_id: str, state: str, fields: dict[str, Any], outbox: list[tuple[str, Envelope]]
+    ) -> None:
+        """Record the outcome with its outbox."""
+        ...
+
+    async def fail_before_sending(
+        self, notification_id: str, fields: dict[str, Any], outbox: list[tuple[str, Envelope]]
+    ) -> bool:
+        """Record a mail that cannot be sent at all."""
+        ...
+
+    async def mark_uncertain(self, notification_id: str, reason: str) -> bool:
+        """Mark a `sending` notification `uncertain`."""
+        ...
+
+    async def find_template(self, key: str, languages: Sequence[str]) -> Template | None:
+        """Return a template."""
+        ...
+
+
+class Outbox(Protocol):
+    """Publishes a document's outbox (`hdkit.mongo.OutboxRelay`)."""
+
+    async def flush(self, doc: dict[str, Any] | None) -> int:
+        """Publish and clear the document's pending entries."""
+        ...
+
+
+@dataclass(frozen=True)
+class MailIdentity:
+    """How our mail names itself: the Message-ID secret and domain, and the From names of mailboxes."""
+
+    message_id_secret: str
+    mail_domain: str
+    mailbox_names: Mapping[str, str]
+    default_from_name: str = "Support"
+
+    def from_name(self, mailbox: str) -> str:
+        """Return the display name for a mailbox."""
+        return self.mailbox_names.get(mailbox.lower(), self.default_from_name)
+
+
+@dataclass(frozen=True)
+class Composed:
+    """A mail ready to go, with what the records need about it."""
+
+    message: EmailMessage
+    message_id: str
+    subject: str
+
+
+@dataclass(frozen=True)
+class _Unrecorded:
+    message_id: str
+    subject: str
+    sent_at: datetime
+
+
+class CannotSend(Exception):
+    """The mail cannot be made (unknown template, bad template, bad address): retrying cannot help."""
+
+
+class Handlers:
+    """One method per command notify handles."""
+
+    def __init__(
+        self,
+        store: NotificationStore,
+        relay: Outbox,
+        sender: MailSender,
+        *,
+        identity: MailIdentity,
+        metrics: CollectorRegistry,
+        max_attempts: int = 8,
+        max_retry_delay: float = 30.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._store = store
+        self._relay = relay
+        self._sender = sender
+        self._identity = identity
+        self._max_attempts = max_attempts
+        self._max_retry_delay = max_retry_delay
+        self._sleep = sleep
+        self._clock = clock
+        # Mails the server took whose recording failed in this process: a redelivery records them as sent.
+        self._unrecorded: dict[str, _Unrecorded] = {}
+        self._outcomes = Counter(
+            "helpdesk_notifications_total",
+            "Notifications handled, by template and outcome (sent, failed, deferred, uncertain, duplicate).",
+            ["template", "outcome"],
+            registry=metrics,
+        )
+
+    async def send_notification(self, envelope: Envelope, command: SendNotification) -> None:
+        """Send the mail a command asks for, once; report `NotificationSent` or `NotificationFailed`."""
+        nid = command.notification_id
+        existing = await self._store.get(nid)
+        if existing is not None and existing.get("state") != DEFERRED:
+            await self._seen_before(existing, envelope, command)
+            return
+        try:
+            mail = await self.compose(command)
+        except CannotSend as exc:
+            await self._fail_before_sending(envelope, command, str(exc))
+            return
+        if not await self._store.claim(nid, self._fields(envelope, command, mail)):
+            await self._seen_before(await self._store.get(nid), envelope, command)
+            return
+        try:
+            await self._sender.send(mail.message, sender=command.mailbox, recipients=[command.to.email])
+        except DeliveryDeferred as exc:
+            await self._deferred(envelope, command, exc)
+            return
+        except DeliveryRefused as exc:
+            await self._refused(envelope, command, f"refused by the mail server: {exc}", permanent=True)
+            return
+        sent = _Unrecorded(mail.message_id, mail.subject, self._clock())
+        self._unrecorded[nid] = sent
+        await self._record_sent(envelope, command, sent)
+
+    async def compose(self, command: SendNotification) -> Composed:
+        """Render the command's template and build the mail; raise `CannotSend` when that is impossible."""
+        template = await self._store.find_template(command.template, languages_to_try(command.language))
+        if template is None:
+            raise CannotSend(f"unknown template {command.template!r} ({command.language})")
+        message_id = make_message_id(
+            ticket_id=command.ticket_id,
+            token=command.notification_id,
+            secret=self._identity.message_id_secret,
+            domain=self._identity.mail_domain,
+        )
+        try:
+            context = _context(command, self._identity.from_name(command.mailbox))
+            rendered = render(template, context, ticket_number=command.ticket_number)
+            message = build_message(
+                rendered,
+                to_email=command.to.email,
+                to_name=command.to.name,
+                mailbox=command.mailbox,
+                mailbox_name=self._identity.from_name(command.mailbox),
+                message_id=message_id,
+                ticket_number=command.ticket_number,
+                mail_domain=self._identity.mail_domain,
+                date=self._clock(),
+                in_reply_to=command.in_reply_to,
+                references=command.references,
+                auto_submitted=command.auto_submitted,
+            )
+        except (RenderError, BadAddress) as exc:
+            raise CannotSend(f"template {command.template!r}: {exc}") from exc
+        return Composed(message=message, message_id=message_id, subject=rendered.subject)
+
+    async def _seen_before(self, doc: dict[str, Any] | None, envelope: Envelope, command: SendNotification) -> None:
+        nid = command.notification_id
+        state = (doc or {}).get("state")
+        if state in (SENT, FAILED):
+            # Its outcome is recorded; the event that reports it may not have gone out yet.
+            log.info("notification %s is already %s; not sending again", nid, state)
+            self._count(command, "duplicate")
+            await self._relay.flush(doc)
+        elif state == SENDING and nid in self._unrecorded:
+            log.warning("notification %s was sent but not recorded; recording it now", nid)
+            await self._record_sent(envelope, command, self._unrecorded[nid])
+        elif state == SENDING:
+            reason = "a previous attempt stopped between sending and recording; the mail may have gone out"
+            if await self._store.mark_uncertain(nid, reason):
+                log.warning("notification %s to %s: %s; not sending again", nid, command.to.email, reason)
+                self._count(command, "uncertain")
+        elif state == UNCERTAIN:
+            log.info("notification %s is uncertain; not sending again", nid)
+        else:
+            log.warning("notification %s is in state %r; leaving it", nid, state)
+
+    async def _record_sent(self, envelope: Envelope, command: SendNotification, sent: _Unrecorded) -> None:
+        event = NotificationSent(
+            notification_id=command.notification_id,
+            ticket_id=command.ticket_id,
+            message_id=sent.message_id,
+            to=command.to,
+            subject=sent.subject,
+            template=command.template,
+            sent_at=sent.sent_at,
+        )
+        await self._store.finish(
+            command.notification_id,
+            SENT,
+            {"message_id": sent.message_id, "subject": sent.subject, "sent_at": sent.sent_at, "reason": None},
+            [(topics.NOTIFY_EVENTS, self._wrap(event, "sent", envelope, command))],
+        )
+        self._unrecorded.pop(command.notification_id, None)
+        self._count(command, "sent")
+        log.info("sent %s to %s for ticket %s", command.template, command.to.email, command.ticket_number)
+        await self._relay.flush(await self._store.get(command.notification_id))
+
+    async def _deferred(self, envelope: Envelope, command: SendNotification, exc: DeliveryDeferred) -> None:
+        attempts = await self._store.defer(command.notification_id, str(exc))
+        self._count(command, "deferred")
+        if exc.about_this_mail and attempts >= self._max_attempts:
+            reason = f"the mail server kept deferring it ({attempts} attempts): {exc}"
+            await self._refused(envelope, command, reason, permanent=False)
+            return
+        delay = min(self._max_retry_delay, 0.5 * 2 ** max(attempts - 1, 0))
+        log.warning(
+            "mail server deferred notification %s (attempt %d): %s; retrying in %.1fs",
+            command.notification_id,
+            attempts,
+            exc,
+            delay,
+        )
+        await self._sleep(delay)
+        raise MailServerUnavailable(str(exc)) from exc
+
+    async def _refused(self, envelope: Envelope, command: SendNotification, reason: str, *, permanent: bool) -> None:
+        await self._store.finish(
+            command.notification_id,
+            FAILED,
+            {"reason": reason, "failed_at": self._clock()},
+            [
+                (
+                    topics.NOTIFY_EVENTS,
+                    self._wrap(self._failed(command, reason, permanent), "failed", envelope, command),
+                )
+            ],
+        )
+        self._count(command, "failed")
+        log.warning("notification %s to %s failed: %s", command.notification_id, command.to.email, reason)
+        await self._relay.flush(await self._store.get(command.notification_id))
+
+    async def _fail_before_sending(self, envelope: Envelope, command: SendNotification, reason: str) -> None:
+        outbox = [
+            (
+                topics.NOTIFY_EVENTS,
+                self._wrap(self._failed(command, reason, True), "failed", envelope, command),
+            )
+        ]
+        fields = {**self._fields(envelope, command, None), "reason": reason, "failed_at": self._clock()}
+        if not await self._store.fail_before_sending(command.notification_id, fields, outbox):
+            await self._seen_before(await self._store.get(command.notification_id), envelope, command)
+            return
+        self._count(command, "failed")
+        log.error("notification %s cannot be sent: %s", command.notification_id, reason)
+        await self._relay.flush(await self._store.get(command.notification_id))
+
+    @staticmethod
+    def _failed(command: SendNotification, reason: str, permanent: bool) -> NotificationFailed:
+        return NotificationFailed(
+            notification_id=command.notification_id,
+            ticket_id=command.ticket_id,
+            to=command.to,
+            reason=reason[:10_000],
+            permanent=permanent,
+        )
+
+    @staticmethod
+    def _wrap(
+        event: NotificationSent | NotificationFailed,
+        outcome: str,
+        cause: Envelope,
+        command: SendNotification,
+    ) -> Envelope:
+        return Envelope.wrap(
+            event,
+            event_id=derived_id("notification", outcome, command.notification_id),
+            causation=cause,
+            key=command.ticket_id,
+            traceparent=current_traceparent(),
+        )
+
+    @staticmethod
+    def _fields(envelope: Envelope, command: SendNotification, mail: Composed | None) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "ticket_id": command.ticket_id,
+            "ticket_number": command.ticket_number,
+            "template": command.template,
+            "language": command.language,
+            "to": command.to.model_dump(mode="json"),
+            "mailbox": command.mailbox,
+            "rule": command.rule,
+            "cause": envelope.event_id,
+            "correlation_id": envelope.correlation_id,
+        }
+        if mail is not None:
+            fields["message_id"] = mail.message_id
+            fields["subject"] = mail.subject
+        return fields
+
+    def _count(self, command: SendNotification, outcome: str) -> None:
+        self._outcomes.labels(command.template, outcome).inc()
+
+
+def _context(command: SendNotification, mailbox_name: str) -> dict[str, Any]:
+    """Return what the template's tags can use: the command's context, with the ticket's id and number."""
+    context = dict(command.context)
+    ticket = context.get("ticket")
+    context["ticket"] = {
+        "ticket_id": command.ticket_id,
+        "number": command.ticket_number,
+        **(ticket if isinstance(ticket, Mapping) else {}),
+    }
+    context["recipient"] = command.to.model_dump()
+    context["mailbox"] = {"address": command.mailbox, "name": mailbox_name}
+    return context

@@ -1,0 +1,42 @@
+"""Settings of the notify service (environment variables `HELPDESK_*`)."""
+
+from hdkit.service import ServiceSettings
+from hdkit.settings import MessageIdSettings, ServiceTokenSettings
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OutboundSmtpSettings(BaseSettings):
+    """Where mail goes out."""
+
+    outbound_smtp_host: str = Field(default="127.0.0.1", description="SMTP server for outgoing mail.")
+    outbound_smtp_port: int = Field(default=1025, description="Its port.")
+    outbound_smtp_username: str | None = Field(default=None, description="Login, if the server wants one.")
+    outbound_smtp_password: SecretStr | None = Field(default=None, description="Password for the login.")
+    outbound_smtp_starttls: bool = Field(default=False, description="Upgrade the connection with STARTTLS.")
+    outbound_smtp_tls: bool = Field(default=False, description="Connect with TLS from the start (port 465).")
+    outbound_smtp_timeout: float = Field(default=30.0, gt=0, description="Seconds to wait for the server.")
+
+
+class Settings(ServiceSettings, ServiceTokenSettings, MessageIdSettings, OutboundSmtpSettings):
+    """Everything the notify process reads from its environment, once, in `cli.main`."""
+
+    # Restated because the mixins' own configs would otherwise compete for the env prefix.
+    model_config = SettingsConfigDict(env_prefix="HELPDESK_", extra="ignore")
+
+    mongo_db: str = Field(default="helpdesk_notify", description="Database of the notify service.")
+    http_port: int = Field(default=8004, description="HTTP port (notifications API, /health, /ready, /metrics).")
+    public_url: str = Field(default="http://127.0.0.1:8000", description="Public base URL of the portal.")
+    mailbox_names: dict[str, str] = Field(
+        default_factory=dict,
+        description='From display names by mailbox, as JSON: {"support@example.com": "Example Support"}.',
+    )
+    default_from_name: str = Field(default="Support", description="Display name for mailboxes not listed.")
+    smtp_max_attempts: int = Field(
+        default=8,
+        ge=1,
+        description="Tries for a mail the server keeps answering 4xx about, before it counts as failed.",
+    )
+    smtp_retry_max_delay: float = Field(
+        default=30.0, ge=0, description="Longest pause before retrying a temporary SMTP failure (seconds)."
+    )

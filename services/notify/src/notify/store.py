@@ -1,0 +1,155 @@
+"""The only module of notify that talks to MongoDB: one document per notification, and the templates.
+
+A notification document (`_id` = notification id) moves through states:
+`sending` (claimed, the SMTP attempt is under way) -> `sent` | `failed` | `deferred` (the server
+said "later"; may be claimed again) ; `uncertain` when a redelivery finds it still `sending`.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+from contracts.envelope import utcnow
+from hdkit.mongo import OUTBOX, OUTBOX_SINCE, outbox_set
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from contracts import Envelope
+from notify.domain import Template
+
+SENDING = "sending"
+SENT = "sent"
+FAILED = "failed"
+DEFERRED = "deferred"
+UNCERTAIN = "uncertain"
+
+
+def template_id(key: str, language: str) -> str:
+    """Return the document id of a template."""
+    return f"{key}:{language}"
+
+
+def template_from_doc(doc: dict[str, Any]) -> Template:
+    """Read a template document back into a `Template`."""
+    return Template.model_validate({k: doc[k] for k in ("key", "language", "subject", "text", "html")})
+
+
+class Store:
+    """Notifications (`notifications`) and email templates (`templates`)."""
+
+    def __init__(self, db: Any) -> None:
+        self.collection: AsyncCollection[dict[str, Any]] = db["notifications"]
+        self.templates: AsyncCollection[dict[str, Any]] = db["templates"]
+
+    async def ensure_indexes(self) -> None:
+        """Create the indexes the queries need."""
+        await self.collection.create_index([("ticket_id", ASCENDING), ("created_at", DESCENDING)], name="ticket")
+        await self.collection.create_index([(OUTBOX_SINCE, ASCENDING)], name="outbox_since")  # the sweeper's
+        await self.templates.create_index([("key", ASCENDING), ("language", ASCENDING)], name="key_language")
+
+    async def get(self, notification_id: str) -> dict[str, Any] | None:
+        """Return a notification document, or None."""
+        return await self.collection.find_one({"_id": notification_id})
+
+    async def claim(self, notification_id: str, fields: dict[str, Any]) -> bool:
+        """Mark a notification `sending` if it is new or deferred; False when it is in any other state."""
+        now = utcnow()
+        try:
+            await self.collection.update_one(
+                {"_id": notification_id, "state": DEFERRED},
+                {
+                    "$set": {**fields, "state": SENDING, "updated_at": now},
+                    "$setOnInsert": {"created_at": now},
+                    "$inc": {"attempts": 1},
+                },
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def defer(self, notification_id: str, reason: str) -> int:
+        """Give a claimed notification back as `deferred`; return how many attempts it has had."""
+        doc = await self.collection.find_one_and_update(
+            {"_id": notification_id},
+            {"$set": {"state": DEFERRED, "reason": reason, "updated_at": utcnow()}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return int((doc or {}).get("attempts", 1))
+
+    async def finish(
+        self, notification_id: str, state: str, fields: dict[str, Any], outbox: list[tuple[str, Envelope]]
+    ) -> None:
+        """Record the outcome of an attempt and the event that reports it, in one update."""
+        await self.collection.update_one(
+            {"_id": notification_id},
+            {"$set": {**fields, "state": state, "updated_at": utcnow(), **outbox_set(outbox)}},
+        )
+
+    async def fail_before_sending(
+        self, notification_id: str, fields: dict[str, Any], outbox: list[tuple[str, Envelope]]
+    ) -> bool:
+        """Record a notification that cannot be sent at all (new or deferred); False in another state."""
+        now = utcnow()
+        try:
+            await self.collection.update_one(
+                {"_id": notification_id, "state": DEFERRED},
+                {
+                    "$set": {**fields, "state": FAILED, "updated_at": now, **outbox_set(outbox)},
+                    "$setOnInsert": {"created_at": now},
+                },
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def mark_uncertain(self, notification_id: str, reason: str) -> bool:
+        """Turn a `sending` notification into `uncertain`; False when it was not `sending`."""
+        result = await self.collection.update_one(
+            {"_id": notification_id, "state": SENDING},
+            {"$set": {"state": UNCERTAIN, "reason": reason, "updated_at": utcnow()}},
+        )
+        return result.modified_count == 1
+
+    async def for_ticket(self, ticket_id: str | None, limit: int = 100) -> list[dict[str, Any]]:
+        """Return the notifications of one ticket (or the latest of all), newest first, without outbox."""
+        flt = {"ticket_id": ticket_id} if ticket_id else {}
+        cursor = self.collection.find(flt, {OUTBOX: 0, OUTBOX_SINCE: 0}).sort([("created_at", DESCENDING)]).limit(limit)
+        return [d async for d in cursor]
+
+    async def find_template(self, key: str, languages: Sequence[str]) -> Template | None:
+        """Return the template in the first of the languages that has it, or None."""
+        for language in languages:
+            doc = await self.templates.find_one({"_id": template_id(key, language)})
+            if doc:
+                return template_from_doc(doc)
+        return None
+
+    async def list_templates(self) -> list[Template]:
+        """Return every template, by key and language."""
+        cursor = self.templates.find({}).sort([("key", ASCENDING), ("language", ASCENDING)])
+        return [template_from_doc(d) async for d in cursor]
+
+    async def put_template(self, template: Template) -> Template:
+        """Create or replace a template."""
+        now = utcnow()
+        await self.templates.update_one(
+            {"_id": template_id(template.key, template.language)},
+            {"$set": {**template.model_dump(), "updated_at": now}, "$setOnInsert": {"created_at": now}},
+            upsert=True,
+        )
+        return template
+
+    async def seed_templates(self, templates: Sequence[Template]) -> int:
+        """Insert the templates that do not exist yet (edits are kept); return how many were new."""
+        added = 0
+        now = utcnow()
+        for template in templates:
+            result = await self.templates.update_one(
+                {"_id": template_id(template.key, template.language)},
+                {"$setOnInsert": {**template.model_dump(), "created_at": now, "updated_at": now}},
+                upsert=True,
+            )
+            added += 1 if result.upserted_id is not None else 0
+        return added

@@ -1,0 +1,161 @@
+"""In-memory stand-ins for the store, the outbox collection, the Kafka publisher and the SMTP server."""
+
+import copy
+from collections.abc import Sequence
+from email.message import EmailMessage
+from typing import Any
+
+from hdkit.mongo import outbox_set
+from notify.domain import Template, default_templates
+from notify.store import DEFERRED, FAILED, SENDING, UNCERTAIN, template_id
+
+from contracts import Envelope
+
+
+class OutboxCollection:
+    """The few collection methods `hdkit.mongo.OutboxRelay.flush` uses, over a dict of documents."""
+
+    def __init__(self) -> None:
+        self.docs: dict[Any, dict[str, Any]] = {}
+        self.name = "fake"
+
+    async def find_one(self, flt: dict[str, Any], projection: Any = None) -> dict[str, Any] | None:
+        doc = self.docs.get(flt["_id"])
+        return copy.deepcopy(doc) if doc else None
+
+    async def update_one(self, flt: dict[str, Any], update: dict[str, Any]) -> None:
+        doc = self.docs.get(flt["_id"])
+        if doc is None or ("outbox" in flt and doc.get("outbox") != flt["outbox"]):
+            return
+        for key in update.get("$unset", {}):
+            *path, last = key.split(".")
+            target = doc
+            for part in path:
+                target = target.get(part, {})
+            target.pop(last, None)
+
+
+def _apply_set(doc: dict[str, Any], fields: dict[str, Any]) -> None:
+    for key, value in fields.items():
+        *path, last = key.split(".")
+        target = doc
+        for part in path:
+            target = target.setdefault(part, {})
+        target[last] = copy.deepcopy(value)
+
+
+class FakePublisher:
+    """Records what would have gone to Kafka."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Envelope]] = []
+
+    async def publish(self, topic: str, envelope: Envelope) -> None:
+        self.sent.append((topic, envelope))
+
+    async def publish_many(self, items: list[tuple[str, Envelope]]) -> None:
+        for topic, envelope in items:
+            await self.publish(topic, envelope)
+
+
+class StoreDown(ConnectionError):
+    """The fake store pretending to be unreachable."""
+
+
+class FakeStore:
+    """Same methods as `notify.store.Store`, in memory; `fail_finish` makes the next `finish` calls fail."""
+
+    def __init__(self, templates: Sequence[Template] = ()) -> None:
+        self.collection = OutboxCollection()
+        self.template_docs = {template_id(t.key, t.language): t for t in (templates or default_templates())}
+        self.fail_finish = 0
+
+    @property
+    def docs(self) -> dict[Any, dict[str, Any]]:
+        return self.collection.docs
+
+    async def ensure_indexes(self) -> None:
+        return None
+
+    async def get(self, notification_id: str) -> dict[str, Any] | None:
+        return await self.collection.find_one({"_id": notification_id})
+
+    async def claim(self, notification_id: str, fields: dict[str, Any]) -> bool:
+        doc = self.docs.get(notification_id)
+        if doc is not None and doc["state"] != DEFERRED:
+            return False
+        doc = doc or {"_id": notification_id, "attempts": 0}
+        _apply_set(doc, {**fields, "state": SENDING})
+        doc["attempts"] += 1
+        self.docs[notification_id] = doc
+        return True
+
+    async def defer(self, notification_id: str, reason: str) -> int:
+        doc = self.docs[notification_id]
+        doc.update(state=DEFERRED, reason=reason)
+        return int(doc["attempts"])
+
+    async def finish(
+        self, notification_id: str, state: str, fields: dict[str, Any], outbox: list[tuple[str, Envelope]]
+    ) -> None:
+        if self.fail_finish:
+            self.fail_finish -= 1
+            raise StoreDown("store away")
+        _apply_set(self.docs[notification_id], {**fields, "state": state, **outbox_set(outbox)})
+
+    async def fail_before_sending(
+        self, notification_id: str, fields: dict[str, Any], outbox: list[tuple[str, Envelope]]
+    ) -> bool:
+        doc = self.docs.get(notification_id)
+        if doc is not None and doc["state"] != DEFERRED:
+            return False
+        doc = doc or {"_id": notification_id}
+        _apply_set(doc, {**fields, "state": FAILED, **outbox_set(outbox)})
+        self.docs[notification_id] = doc
+        return True
+
+    async def mark_uncertain(self, notification_id: str, reason: str) -> bool:
+        doc = self.docs.get(notification_id)
+        if doc is None or doc["state"] != SENDING:
+            return False
+        doc.update(state=UNCERTAIN, reason=reason)
+        return True
+
+    async def for_ticket(self, ticket_id: str | None, limit: int = 100) -> list[dict[str, Any]]:
+        docs = [copy.deepcopy(d) for d in self.docs.values() if ticket_id in (None, d.get("ticket_id"))]
+        for d in docs:
+            d.pop("outbox", None)
+            d.pop("outbox_since", None)
+        return docs[:limit]
+
+    async def find_template(self, key: str, languages: Sequence[str]) -> Template | None:
+        for language in languages:
+            if (found := self.template_docs.get(template_id(key, language))) is not None:
+                return found
+        return None
+
+    async def list_templates(self) -> list[Template]:
+        return sorted(self.template_docs.values(), key=lambda t: (t.key, t.language))
+
+    async def put_template(self, template: Template) -> Template:
+        self.template_docs[template_id(template.key, template.language)] = template
+        return template
+
+    async def seed_templates(self, templates: Sequence[Template]) -> int:
+        new = [t for t in templates if template_id(t.key, t.language) not in self.template_docs]
+        for t in new:
+            self.template_docs[template_id(t.key, t.language)] = t
+        return len(new)
+
+
+class FakeMailServer:
+    """A `MailSender` that keeps the mail, or raises what it is told to raise for the next sends."""
+
+    def __init__(self) -> None:
+        self.outbox: list[tuple[EmailMessage, str, list[str]]] = []
+        self.answers: list[Exception] = []
+
+    async def send(self, message: EmailMessage, *, sender: str, recipients: list[str]) -> None:
+        if self.answers:
+            raise self.answers.pop(0)
+        self.outbox.append((message, sender, recipients))

@@ -1,0 +1,115 @@
+"""The wired app: the API behind the service token, and the consumer path on the test broker."""
+
+import asyncio
+
+import httpx
+import pytest
+from faststream.kafka import TestKafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from notify.app import create_app
+from notify.settings import Settings
+
+from contracts import REGISTRY, NotificationSent, decode_envelope, topics
+from tests_notify.builders import DOMAIN, SECRET, envelope_of, send_notification
+from tests_notify.fakes import FakeMailServer, FakeStore
+
+TOKEN = "test-service-token-0123456789"  # noqa: S105 (a token for tests only)
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def store():
+    return FakeStore()
+
+
+@pytest.fixture
+def smtp():
+    return FakeMailServer()
+
+
+@pytest.fixture
+def app(store, smtp):
+    settings = Settings(
+        service_token=TOKEN,
+        message_id_secret=SECRET,
+        mail_domain=DOMAIN,
+        mongo_url="mongodb://127.0.0.1:1/",
+    )
+    return create_app(settings, store=store, sender=smtp)
+
+
+@pytest.fixture
+async def client(app):
+    async with (
+        TestKafkaBroker(app.state.runtime.broker),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notify") as c,
+    ):
+        yield c
+
+
+async def test_the_api_refuses_callers_without_the_service_token(client):
+    assert (await client.get("/notifications", params={"ticket_id": "t1001"})).status_code == 401
+
+
+async def test_the_notifications_of_a_ticket_show_what_was_sent(app, client):
+    command = send_notification()
+    await app.state.handlers.send_notification(envelope_of(command), command)
+
+    response = await client.get("/notifications", params={"ticket_id": "t1001"}, headers=AUTH)
+
+    assert response.status_code == 200
+    (notification,) = response.json()
+    assert notification["notification_id"] == command.notification_id
+    assert notification["state"] == "sent"
+    assert notification["message_id"].endswith(f"@{DOMAIN}")
+    assert (await client.get("/notifications", params={"ticket_id": "other"}, headers=AUTH)).json() == []
+
+
+async def test_the_metrics_count_notifications_by_template_and_outcome(app, client):
+    command = send_notification()
+    await app.state.handlers.send_notification(envelope_of(command), command)
+
+    metrics = (await client.get("/metrics")).text
+
+    assert 'helpdesk_notifications_total{outcome="sent",template="auto_reply"} 1.0' in metrics
+
+
+async def test_an_admin_can_replace_a_template(client):
+    body = {"subject": "Thanks! {{ ticket.title }}", "text": "We got it: {{ link }}", "html": None}
+
+    response = await client.put("/templates/auto_reply/en", json=body, headers=AUTH)
+
+    assert response.status_code == 200
+    fetched = (await client.get("/templates/auto_reply/en", headers=AUTH)).json()
+    assert fetched["subject"] == "Thanks! {{ ticket.title }}"
+
+
+async def test_a_template_that_does_not_compile_is_refused_with_the_part_named(client):
+    body = {"subject": "ok", "text": "{% for %}", "html": None}
+
+    response = await client.put("/templates/auto_reply/en", json=body, headers=AUTH)
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "text"]
+
+
+async def test_a_send_notification_on_kafka_becomes_a_mail_and_a_notification_sent_event(app, smtp):
+    broker = app.state.runtime.broker
+    received: list[bytes] = []
+    done = asyncio.Event()
+
+    @broker.subscriber(topics.NOTIFY_EVENTS, group_id="test-capture")
+    async def capture(msg: KafkaMessage) -> None:
+        received.append(msg.body)
+        done.set()
+
+    command = send_notification()
+    async with TestKafkaBroker(broker) as test_broker:
+        await test_broker.publish(envelope_of(command).to_bytes(), topic=topics.NOTIFY_COMMANDS, key=b"t1001")
+        await asyncio.wait_for(done.wait(), 5)
+
+    assert len(smtp.outbox) == 1
+    (raw,) = received
+    event = REGISTRY.parse(decode_envelope(raw))
+    assert isinstance(event, NotificationSent)
+    assert event.notification_id == command.notification_id

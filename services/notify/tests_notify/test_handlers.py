@@ -1,0 +1,278 @@
+"""Handling SendNotification: each mail is sent once, and its outcome is reported."""
+
+from email import message_from_bytes, policy
+
+import pytest
+from contracts.message_ids import ticket_id_from_message_id
+from hdkit.kafka import Rejected
+from hdkit.mongo import OutboxRelay
+from notify.handlers import Handlers, MailIdentity, MailServerUnavailable
+from notify.smtp import DeliveryDeferred, DeliveryRefused
+from prometheus_client import CollectorRegistry
+
+from contracts import REGISTRY, NotificationFailed, NotificationSent, topics
+from tests_notify.builders import DOMAIN, SECRET, envelope_of, send_notification
+from tests_notify.fakes import FakeMailServer, FakePublisher, FakeStore, StoreDown
+
+
+class Naps:
+    def __init__(self) -> None:
+        self.taken: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.taken.append(seconds)
+
+
+@pytest.fixture
+def store():
+    return FakeStore()
+
+
+@pytest.fixture
+def publisher():
+    return FakePublisher()
+
+
+@pytest.fixture
+def smtp():
+    return FakeMailServer()
+
+
+@pytest.fixture
+def metrics():
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def naps():
+    return Naps()
+
+
+def make_handlers(store, publisher, smtp, metrics, naps, **options):
+    return Handlers(
+        store,
+        OutboxRelay(store.collection, publisher),
+        smtp,
+        identity=MailIdentity(message_id_secret=SECRET, mail_domain=DOMAIN, mailbox_names={}),
+        metrics=metrics,
+        sleep=naps,
+        **options,
+    )
+
+
+@pytest.fixture
+def handlers(store, publisher, smtp, metrics, naps):
+    return make_handlers(store, publisher, smtp, metrics, naps)
+
+
+def events(publisher):
+    return [(topic, REGISTRY.parse(env)) for topic, env in publisher.sent]
+
+
+def count(metrics, outcome, template="auto_reply"):
+    value = metrics.get_sample_value("helpdesk_notifications_total", {"template": template, "outcome": outcome})
+    return value or 0
+
+
+async def handle(handlers, command):
+    await handlers.send_notification(envelope_of(command), command)
+
+
+async def test_a_notification_goes_out_by_smtp_and_is_reported_sent(handlers, store, publisher, smtp, metrics):
+    command = send_notification()
+
+    await handle(handlers, command)
+
+    ((message, sender, recipients),) = smtp.outbox
+    assert sender == "support@localhost"
+    assert recipients == ["alice@example.com"]
+    assert message["Subject"] == "[#1001] We received your request: Printer on fire"
+    ((topic, event),) = events(publisher)
+    assert topic == topics.NOTIFY_EVENTS
+    assert isinstance(event, NotificationSent)
+    assert f"<{event.message_id}>" == message["Message-ID"]
+    assert ticket_id_from_message_id(event.message_id, SECRET) == "t1001"
+    assert publisher.sent[0][1].causation_id == command.notification_id
+    assert publisher.sent[0][1].key == "t1001"
+    assert store.docs[command.notification_id]["state"] == "sent"
+    assert store.docs[command.notification_id]["outbox"] == {}
+    assert count(metrics, "sent") == 1
+
+
+async def test_the_mail_survives_the_trip_through_smtp_bytes(handlers, smtp):
+    await handle(handlers, send_notification())
+
+    parsed = message_from_bytes(smtp.outbox[0][0].as_bytes(), policy=policy.default)
+    assert parsed["Auto-Submitted"] == "auto-replied"
+    assert parsed["In-Reply-To"] == "<CAF1234@mail.example.com>"
+    assert "Hello Alice Andersson" in parsed.get_body(("plain",)).get_content()
+
+
+async def test_the_same_command_handled_twice_sends_one_mail(handlers, publisher, smtp, metrics):
+    command = send_notification()
+
+    await handle(handlers, command)
+    await handle(handlers, command)
+
+    assert len(smtp.outbox) == 1
+    assert len(publisher.sent) == 1
+    assert count(metrics, "duplicate") == 1
+
+
+async def test_a_redelivery_after_a_crash_between_smtp_and_recording_does_not_send_again(
+    handlers, store, publisher, smtp, metrics
+):
+    command = send_notification()
+    # What a crashed process leaves behind: claimed, maybe sent, never recorded.
+    await store.claim(command.notification_id, {"ticket_id": "t1001", "template": "auto_reply"})
+
+    await handle(handlers, command)
+
+    assert smtp.outbox == []
+    assert publisher.sent == []
+    assert store.docs[command.notification_id]["state"] == "uncertain"
+    assert count(metrics, "uncertain") == 1
+
+
+async def test_a_mail_sent_whose_recording_failed_is_recorded_on_redelivery_without_resending(
+    handlers, store, publisher, smtp
+):
+    command = send_notification()
+    store.fail_finish = 1
+    with pytest.raises(StoreDown):
+        await handle(handlers, command)
+    assert len(smtp.outbox) == 1
+
+    await handle(handlers, command)
+
+    assert len(smtp.outbox) == 1
+    assert store.docs[command.notification_id]["state"] == "sent"
+    ((_, event),) = events(publisher)
+    assert isinstance(event, NotificationSent)
+
+
+async def test_a_sent_event_that_never_reached_kafka_goes_out_on_redelivery(handlers, store, publisher, smtp):
+    command = send_notification()
+    await handle(handlers, command)
+    store.docs[command.notification_id]["outbox"] = {
+        publisher.sent[0][1].event_id: {
+            "topic": publisher.sent[0][0],
+            "envelope": publisher.sent[0][1].model_dump(mode="json"),
+        }
+    }
+    publisher.sent.clear()
+
+    await handle(handlers, command)
+
+    assert len(smtp.outbox) == 1
+    ((_, event),) = events(publisher)
+    assert isinstance(event, NotificationSent)
+
+
+async def test_a_permanent_refusal_is_recorded_and_reported_without_retrying(handlers, store, publisher, smtp, metrics):
+    command = send_notification()
+    smtp.answers.append(DeliveryRefused("550 5.1.1 no such user"))
+
+    await handle(handlers, command)
+
+    ((_, event),) = events(publisher)
+    assert isinstance(event, NotificationFailed)
+    assert event.permanent is True
+    assert "550 5.1.1 no such user" in event.reason
+    assert store.docs[command.notification_id]["state"] == "failed"
+    assert count(metrics, "failed") == 1
+
+    await handle(handlers, command)
+    assert smtp.outbox == []
+
+
+async def test_a_temporary_failure_is_retried_after_a_pause_and_then_sent(handlers, store, publisher, smtp, naps):
+    command = send_notification()
+    smtp.answers.append(DeliveryDeferred("ConnectionRefusedError: connection refused"))
+
+    with pytest.raises(MailServerUnavailable):
+        await handle(handlers, command)
+    assert store.docs[command.notification_id]["state"] == "deferred"
+    assert publisher.sent == []
+
+    await handle(handlers, command)
+
+    assert len(smtp.outbox) == 1
+    assert store.docs[command.notification_id]["state"] == "sent"
+    assert store.docs[command.notification_id]["attempts"] == 2
+    assert naps.taken == [0.5]
+
+
+async def test_the_pause_between_retries_grows_up_to_a_limit(store, publisher, smtp, metrics, naps):
+    handlers = make_handlers(store, publisher, smtp, metrics, naps, max_retry_delay=3.0)
+    command = send_notification()
+    for _ in range(5):
+        smtp.answers.append(DeliveryDeferred("server away"))
+        with pytest.raises(MailServerUnavailable):
+            await handle(handlers, command)
+
+    assert naps.taken == [0.5, 1.0, 2.0, 3.0, 3.0]
+
+
+async def test_a_mail_the_server_keeps_deferring_counts_as_failed_after_the_last_attempt(
+    store, publisher, smtp, metrics, naps
+):
+    handlers = make_handlers(store, publisher, smtp, metrics, naps, max_attempts=2)
+    command = send_notification()
+    smtp.answers += [DeliveryDeferred("452 mailbox full", about_this_mail=True)] * 2
+
+    with pytest.raises(MailServerUnavailable):
+        await handle(handlers, command)
+    await handle(handlers, command)
+
+    ((_, event),) = events(publisher)
+    assert isinstance(event, NotificationFailed)
+    assert event.permanent is False
+    assert store.docs[command.notification_id]["state"] == "failed"
+
+
+async def test_an_unknown_template_is_recorded_as_failed_and_reported_not_dead_lettered(
+    handlers, store, publisher, smtp, metrics
+):
+    command = send_notification(template="no_such_template")
+
+    try:
+        await handle(handlers, command)
+    except Rejected:  # pragma: no cover - the assertion below says what went wrong
+        pytest.fail("an unknown template must not dead-letter the command")
+
+    assert smtp.outbox == []
+    ((_, event),) = events(publisher)
+    assert isinstance(event, NotificationFailed)
+    assert "unknown template 'no_such_template'" in event.reason
+    assert store.docs[command.notification_id]["state"] == "failed"
+    assert count(metrics, "failed", template="no_such_template") == 1
+
+
+async def test_a_hostile_template_fails_the_notification_instead_of_running(handlers, store, publisher, smtp):
+    from notify.domain import Template
+
+    await store.put_template(Template(key="evil", subject="x", text="{{ ''.__class__.__mro__ }}"))
+
+    await handle(handlers, send_notification(template="evil"))
+
+    assert smtp.outbox == []
+    ((_, event),) = events(publisher)
+    assert "unsafe" in event.reason
+
+
+async def test_the_from_name_comes_from_the_mailbox_settings(store, publisher, smtp, metrics, naps):
+    handlers = Handlers(
+        store,
+        OutboxRelay(store.collection, publisher),
+        smtp,
+        identity=MailIdentity(SECRET, DOMAIN, {"support@localhost": "Acme Support"}),
+        metrics=metrics,
+        sleep=naps,
+    )
+
+    await handle(handlers, send_notification())
+
+    message = smtp.outbox[0][0]
+    assert message["From"].addresses[0].display_name == "Acme Support"
+    assert "Acme Support" in message.get_body(("plain",)).get_content()

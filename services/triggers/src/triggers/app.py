@@ -1,0 +1,56 @@
+"""Wiring of the triggers process: runtime, store, outbox relay, handlers, subscriber and HTTP routes."""
+
+from typing import Any
+
+from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
+from hdkit.mongo import OutboxRelay
+from hdkit.service import build_runtime, http_app
+from pymongo import AsyncMongoClient
+
+from contracts import topics
+from triggers.api import make_router
+from triggers.handlers import Handlers, RuleCache
+from triggers.settings import Settings
+from triggers.store import Store
+
+TITLE = "helpdesk triggers"
+DESCRIPTION = (
+    "The automation engine: runs the rules (event + conditions + actions) on ticket events and sends "
+    "the commands they ask for, e.g. `SendNotification` for the auto-reply on a new email ticket."
+)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    broker: KafkaBroker | None = None,
+    mongo: AsyncMongoClient[dict[str, Any]] | None = None,
+    store: Any | None = None,
+    configure_logging: bool = False,
+) -> FastAPI:
+    """Build the triggers app; tests hand in their own broker, store client or store."""
+    rt = build_runtime("triggers", settings, broker=broker, mongo=mongo, configure_logging=configure_logging)
+    store = store or Store(rt.db)
+    relay = OutboxRelay(store.collection, rt.publisher)
+    cache = RuleCache(store, ttl=settings.rules_cache_seconds)
+    handlers = Handlers(
+        store,
+        relay,
+        public_url=settings.public_url,
+        default_mailbox=settings.default_mailbox,
+        metrics=rt.metrics,
+        rules=cache,
+    )
+    rt.consumer.subscribe(topics.TICKET_EVENTS, {"TicketCreated": handlers.ticket_created})
+    rt.on_start.append(store.ensure_indexes)
+    rt.on_start.append(relay.ensure_indexes)
+    rt.background.append(relay.run_sweeper)
+
+    app = http_app(rt, title=TITLE, description=DESCRIPTION)
+    app.include_router(make_router(store, token=settings.service_token.get_secret_value(), on_change=cache.invalidate))
+    app.state.runtime = rt
+    app.state.store = store
+    app.state.relay = relay
+    app.state.handlers = handlers
+    return app

@@ -1,0 +1,27 @@
+"""Settings of the triggers service (environment variables `HELPDESK_*`)."""
+
+from hdkit.service import ServiceSettings
+from hdkit.settings import ServiceTokenSettings
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+
+class Settings(ServiceSettings, ServiceTokenSettings):
+    """Everything the triggers process reads from its environment, once, in `cli.main`."""
+
+    # Restated because the mixins' own configs would otherwise compete for the env prefix.
+    model_config = SettingsConfigDict(env_prefix="HELPDESK_", extra="ignore")
+
+    mongo_db: str = Field(default="helpdesk_triggers", description="Database of the triggers service.")
+    http_port: int = Field(default=8003, description="HTTP port (rules API, /health, /ready, /metrics).")
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Public base URL of the portal, for ticket links in mail.",
+    )
+    default_mailbox: str = Field(
+        default="support@localhost",
+        description="Helpdesk address used as From for tickets that did not come in through a mailbox.",
+    )
+    rules_cache_seconds: float = Field(
+        default=5.0, ge=0, description="How long a process keeps the active rules in memory before reloading."
+    )
