@@ -246,6 +246,111 @@ def _ferretdb_inputs() -> list[Path]:
     return [FERRETDB_SRC / n for n in ("main.go", "go.mod", "go.sum")]
 
 
+# FerretDB v1.24.2's SQLite backend never uses its `_id` index: the index is built on
+# `_ferretdb_sjson->"_id"` while queries and updates filter on `_ferretdb_sjson->'$._id'`, and SQLite only
+# uses an expression index for the identical expression. Every find, update and delete therefore scanned
+# the whole collection (an update by `_id` took 20 ms at 2,000 documents). It also pushed `_id` down only
+# when the filter had no other key, so conditional updates (`{_id, version}`) scanned too. These patches
+# are applied to a copy of the module fetched from the Go module proxy before building; the handlers
+# re-apply the whole filter to what the backend returns, so the wider pushdown changes no results.
+# A third patch makes single-document updates atomic (see helpdesk_write_lock.go below).
+FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
+FERRETDB_PATCHES: tuple[tuple[str, str, str], ...] = (
+    (
+        "internal/backends/sqlite/metadata/metadata.go",
+        "IDColumn = DefaultColumn + \"->'$._id'\"",
+        "IDColumn = DefaultColumn + \"->'_id'\"",
+    ),
+    (
+        "internal/backends/sqlite/metadata/registry.go",
+        'fields[j] = fmt.Sprintf("%q", f)',
+        'fields[j] = "\'" + strings.ReplaceAll(f, "\'", "\'\'") + "\'"',
+    ),
+    (
+        "internal/backends/sqlite/collection.go",
+        'if params.Filter.Len() == 1 {\n\t\tv, _ := params.Filter.Get("_id")',
+        'if params.Filter.Len() >= 1 {\n\t\tv, _ := params.Filter.Get("_id")',
+    ),
+    (
+        "internal/handler/msg_update.go",
+        "func (h *Handler) MsgUpdate(connCtx context.Context, msg *wire.OpMsg) (*wire.OpMsg, error) {\n\tdocument, err := opMsgDocument(msg)\n\tif err != nil {\n\t\treturn nil, lazyerrors.Error(err)\n\t}\n",
+        "func (h *Handler) MsgUpdate(connCtx context.Context, msg *wire.OpMsg) (*wire.OpMsg, error) {\n\tdocument, err := opMsgDocument(msg)\n\tif err != nil {\n\t\treturn nil, lazyerrors.Error(err)\n\t}\n\tdefer lockDatabase(document)()\n",
+    ),
+    (
+        "internal/handler/msg_findandmodify.go",
+        "func (h *Handler) MsgFindAndModify(connCtx context.Context, msg *wire.OpMsg) (*wire.OpMsg, error) {\n\tdocument, err := opMsgDocument(msg)\n\tif err != nil {\n\t\treturn nil, lazyerrors.Error(err)\n\t}\n",
+        "func (h *Handler) MsgFindAndModify(connCtx context.Context, msg *wire.OpMsg) (*wire.OpMsg, error) {\n\tdocument, err := opMsgDocument(msg)\n\tif err != nil {\n\t\treturn nil, lazyerrors.Error(err)\n\t}\n\tdefer lockDatabase(document)()\n",
+    ),
+    (
+        "internal/handler/msg_delete.go",
+        "func (h *Handler) MsgDelete(connCtx context.Context, msg *wire.OpMsg) (*wire.OpMsg, error) {\n\tdocument, err := opMsgDocument(msg)\n\tif err != nil {\n\t\treturn nil, lazyerrors.Error(err)\n\t}\n",
+        "func (h *Handler) MsgDelete(connCtx context.Context, msg *wire.OpMsg) (*wire.OpMsg, error) {\n\tdocument, err := opMsgDocument(msg)\n\tif err != nil {\n\t\treturn nil, lazyerrors.Error(err)\n\t}\n\tdefer lockDatabase(document)()\n",
+    ),
+)
+FERRETDB_NEW_FILES: dict[str, str] = {
+    "internal/handler/helpdesk_write_lock.go": """package handler
+
+import (
+	"sync"
+
+	"github.com/FerretDB/FerretDB/internal/types"
+)
+
+// writeLocks serialises update, findAndModify and delete per database. FerretDB v1 runs them as a read,
+// a change in Go and a write in separate steps, so without this two concurrent `$inc` on one document
+// could both read the same value (lost update), which MongoDB never allows for a single document.
+var writeLocks sync.Map
+
+func lockDatabase(document *types.Document) func() {
+	name := ""
+	if v, err := document.Get("$db"); err == nil {
+		if s, ok := v.(string); ok {
+			name = s
+		}
+	}
+	mu, _ := writeLocks.LoadOrStore(name, new(sync.Mutex))
+	m := mu.(*sync.Mutex)
+	m.Lock()
+	return m.Unlock
+}
+"""
+}
+FERRETDB_PATCH_ID = hashlib.sha256(repr((FERRETDB_PATCHES, FERRETDB_NEW_FILES)).encode()).hexdigest()[:16]
+
+
+def _patched_ferretdb_modfile(cache: Path, go: str, env: dict[str, str]) -> Path:
+    """Copy FerretDB from the module cache, apply FERRETDB_PATCHES, return a go.mod that builds with it."""
+    proc = subprocess.run(  # noqa: S603
+        [go, "mod", "download", "-json", FERRETDB_MODULE], cwd=FERRETDB_SRC, env=env, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise ServerError(f"go mod download {FERRETDB_MODULE} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    info = json.loads(proc.stdout)
+    src = cache / f"ferretdb-src-{info['Version']}-{FERRETDB_PATCH_ID}"
+    if not src.is_dir():
+        tmp = src.with_name(src.name + f".tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(info["Dir"], tmp)
+        for path in tmp.rglob("*"):
+            path.chmod(path.stat().st_mode | 0o200)
+        for rel, old, new in FERRETDB_PATCHES:
+            target = tmp / rel
+            text = target.read_text()
+            if old not in text:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise ServerError(f"FerretDB patch no longer applies to {rel}: {old!r}")
+            target.write_text(text.replace(old, new))
+        for rel, content in FERRETDB_NEW_FILES.items():
+            (tmp / rel).write_text(content)
+        tmp.rename(src)
+    build = cache / "ferretdb-build"
+    build.mkdir(parents=True, exist_ok=True)
+    mod = (FERRETDB_SRC / "go.mod").read_text() + f"\nreplace {FERRETDB_MODULE} => {src}\n"
+    (build / "go.mod").write_text(mod)
+    shutil.copyfile(FERRETDB_SRC / "go.sum", build / "go.sum")
+    return build / "go.mod"
+
+
 def ensure_store(cache: Path = CACHE) -> list[str]:
     """Return the command prefix of the MongoDB-wire store.
 
@@ -261,8 +366,10 @@ def ensure_store(cache: Path = CACHE) -> list[str]:
         return [mongod]
     binary = Path(cache) / "bin" / "ferretdb-launcher"
 
+    stamp = binary.with_name(binary.name + ".patch")
+
     def fresh() -> bool:
-        if not binary.is_file():
+        if not binary.is_file() or not stamp.is_file() or stamp.read_text() != FERRETDB_PATCH_ID:
             return False
         built = binary.stat().st_mtime
         return all(p.stat().st_mtime <= built for p in _ferretdb_inputs() if p.exists())
@@ -280,12 +387,14 @@ def ensure_store(cache: Path = CACHE) -> list[str]:
         _log(f"building FerretDB launcher into {binary} (first time takes about a minute) ...")
         t0 = time.monotonic()
         env = {**os.environ, "CGO_ENABLED": "0"}
-        cmd = [go, "build", "-trimpath", "-o", str(tmp), "."]
+        modfile = _patched_ferretdb_modfile(Path(cache), go, env)
+        cmd = [go, "build", "-trimpath", f"-modfile={modfile}", "-o", str(tmp), "."]
         proc = subprocess.run(cmd, cwd=FERRETDB_SRC, env=env, capture_output=True, text=True)  # noqa: S603
         if proc.returncode != 0:
             tmp.unlink(missing_ok=True)
             raise ServerError(f"go build of infra/ferretdb failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
         tmp.replace(binary)
+        stamp.write_text(FERRETDB_PATCH_ID)
         _log(f"built FerretDB launcher in {time.monotonic() - t0:.1f}s")
     return [str(binary)]
 

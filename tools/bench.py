@@ -9,6 +9,7 @@ import argparse
 import email
 import email.policy
 import os
+import shutil
 import smtplib
 import statistics
 import sys
@@ -143,8 +144,10 @@ def main() -> None:
     parser.add_argument("--emails", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--keep", action="store_true", help="keep the data folder (logs, mail) afterwards")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="helpdesk-bench-") as tmp:
+    tmp = tempfile.mkdtemp(prefix="helpdesk-bench-")
+    try:
         hd = LocalHelpdesk(
             Path(tmp),
             Ports.free(),
@@ -161,6 +164,9 @@ def main() -> None:
             f = run(hd, args.emails, args.connections, label)
         finally:
             hd.stop()
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nemails: {f['emails']}  accepted by SMTP: {f['accepted_per_s']:.0f}/s  errors: {f['errors']:.0f}")
     print(
         f"end to end (accepted -> auto-reply caught): {f['replies']:.0f} replies, {f['end_to_end_per_s']:.1f} emails/s"

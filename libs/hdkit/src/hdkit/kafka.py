@@ -86,6 +86,7 @@ class Consumer:
     publisher: Publisher
     service: str
     metrics: CollectorRegistry
+    workers: int = 1
     max_attempts: int = 5
     retry_delay: float = 0.5
     _attempts: dict[tuple[str, int, int], int] = field(default_factory=dict)
@@ -117,6 +118,7 @@ class Consumer:
             group_id=group,
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset="earliest",
+            max_workers=self.workers,
             title=f"{self.service}:{topic}",
             description=f"{self.service} handles {', '.join(sorted(handlers))} from this topic.",
         )(on_message)

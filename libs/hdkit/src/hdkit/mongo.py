@@ -95,8 +95,12 @@ class OutboxRelay:
             count += await self.flush(doc)
         return count
 
-    async def run_sweeper(self, interval: float = 2.0) -> None:
-        """Sweep forever (a background task of the service)."""
+    async def run_sweeper(self, interval: float = 10.0) -> None:
+        """Sweep now and then every `interval` seconds (a background task of the service).
+
+        Entries are normally published inline right after the change; the sweeper only picks up what a
+        crash or a Kafka outage left behind, so it runs rarely (on FerretDB its query is a full scan).
+        """
         while True:
             try:
                 swept = await self.sweep()

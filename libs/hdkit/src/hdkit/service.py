@@ -87,7 +87,9 @@ def build_runtime(
         settings=settings,
         broker=broker,
         publisher=publisher,
-        consumer=Consumer(broker=broker, publisher=publisher, service=name, metrics=metrics),
+        consumer=Consumer(
+            broker=broker, publisher=publisher, service=name, metrics=metrics, workers=settings.consumer_workers
+        ),
         mongo=mongo or make_client(settings.mongo_url),
         metrics=metrics,
         tracer_provider=provider,

@@ -20,6 +20,13 @@ class KafkaSettings(_Helpdesk):
 
     kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers.")
     topic_partitions: int = Field(default=6, ge=1, description="Partitions when creating topics.")
+    consumer_workers: int = Field(
+        default=6,
+        ge=1,
+        le=64,
+        description="Consumers per subscribed topic in this process; each owns whole partitions, so one ticket's "
+        "messages stay in order. More than the partition count gains nothing.",
+    )
 
 
 class MongoSettings(_Helpdesk):

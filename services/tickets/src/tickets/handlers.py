@@ -120,7 +120,9 @@ class Handlers:
         try:
             await self._store.insert_ticket(doc, self._outbox(envelope, ticket_id, events))
         except Exception as exc:
-            if not is_duplicate(exc):
+            # Our own id already there: a concurrent delivery created it. Anything else (a number handed
+            # out twice) must not drop the email: raise, and the consumer retries it.
+            if not is_duplicate(exc) or await self._store.get(ticket_id) is None:
                 raise
         log.info("ticket #%s created from email %s", number, email.message_id)
         await self._relay.flush_id(ticket_id)
