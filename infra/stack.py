@@ -255,6 +255,10 @@ def _ferretdb_inputs() -> list[Path]:
 # re-apply the whole filter to what the backend returns, so the wider pushdown changes no results.
 # A third patch makes single-document updates atomic (see helpdesk_write_lock.go below).
 FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
+_HANDLER_HEAD = (
+    "func (h *Handler) Msg{name}(connCtx context.Context, msg *wire.OpMsg) (*wire.OpMsg, error) {{\n"
+    "\tdocument, err := opMsgDocument(msg)\n\tif err != nil {{\n\t\treturn nil, lazyerrors.Error(err)\n\t}}\n"
+)
 FERRETDB_PATCHES: tuple[tuple[str, str, str], ...] = (
     (
         "internal/backends/sqlite/metadata/metadata.go",
@@ -271,21 +275,17 @@ FERRETDB_PATCHES: tuple[tuple[str, str, str], ...] = (
         'if params.Filter.Len() == 1 {\n\t\tv, _ := params.Filter.Get("_id")',
         'if params.Filter.Len() >= 1 {\n\t\tv, _ := params.Filter.Get("_id")',
     ),
+) + tuple(
     (
-        "internal/handler/msg_update.go",
-        "func (h *Handler) MsgUpdate(connCtx context.Context, msg *wire.OpMsg) (*wire.OpMsg, error) {\n\tdocument, err := opMsgDocument(msg)\n\tif err != nil {\n\t\treturn nil, lazyerrors.Error(err)\n\t}\n",
-        "func (h *Handler) MsgUpdate(connCtx context.Context, msg *wire.OpMsg) (*wire.OpMsg, error) {\n\tdocument, err := opMsgDocument(msg)\n\tif err != nil {\n\t\treturn nil, lazyerrors.Error(err)\n\t}\n\tdefer lockDatabase(document)()\n",
-    ),
-    (
-        "internal/handler/msg_findandmodify.go",
-        "func (h *Handler) MsgFindAndModify(connCtx context.Context, msg *wire.OpMsg) (*wire.OpMsg, error) {\n\tdocument, err := opMsgDocument(msg)\n\tif err != nil {\n\t\treturn nil, lazyerrors.Error(err)\n\t}\n",
-        "func (h *Handler) MsgFindAndModify(connCtx context.Context, msg *wire.OpMsg) (*wire.OpMsg, error) {\n\tdocument, err := opMsgDocument(msg)\n\tif err != nil {\n\t\treturn nil, lazyerrors.Error(err)\n\t}\n\tdefer lockDatabase(document)()\n",
-    ),
-    (
-        "internal/handler/msg_delete.go",
-        "func (h *Handler) MsgDelete(connCtx context.Context, msg *wire.OpMsg) (*wire.OpMsg, error) {\n\tdocument, err := opMsgDocument(msg)\n\tif err != nil {\n\t\treturn nil, lazyerrors.Error(err)\n\t}\n",
-        "func (h *Handler) MsgDelete(connCtx context.Context, msg *wire.OpMsg) (*wire.OpMsg, error) {\n\tdocument, err := opMsgDocument(msg)\n\tif err != nil {\n\t\treturn nil, lazyerrors.Error(err)\n\t}\n\tdefer lockDatabase(document)()\n",
-    ),
+        f"internal/handler/{file}",
+        _HANDLER_HEAD.format(name=name),
+        _HANDLER_HEAD.format(name=name) + "\tdefer lockDatabase(document)()\n",
+    )
+    for name, file in (
+        ("Update", "msg_update.go"),
+        ("FindAndModify", "msg_findandmodify.go"),
+        ("Delete", "msg_delete.go"),
+    )
 )
 FERRETDB_NEW_FILES: dict[str, str] = {
     "internal/handler/helpdesk_write_lock.go": """package handler
