@@ -20,23 +20,28 @@ PLACEHOLDERS = {
 }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Write every document."""
+    import argparse
+
     from contracts import REGISTRY, Envelope
 
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs")
+    out_dir = parser.parse_args(argv).out
     env = {**os.environ, **PLACEHOLDERS}
     for folder in ("asyncapi", "openapi", "contracts"):
-        (ROOT / "docs" / folder).mkdir(parents=True, exist_ok=True)
+        (out_dir / folder).mkdir(parents=True, exist_ok=True)
     for service in SERVICES:
         for kind, suffix in (("asyncapi", "yaml"), ("openapi", "json")):
-            out = ROOT / "docs" / kind / f"{service}.{suffix}"
+            out = out_dir / kind / f"{service}.{suffix}"
             subprocess.run([str(BIN / service), kind, "--out", str(out)], env=env, check=True)  # noqa: S603
     schemas = {"Envelope": Envelope.model_json_schema()} | {
         name: model.model_json_schema() for name, model in REGISTRY.models().items()
     }
     for name, schema in schemas.items():
         version = getattr(REGISTRY.models().get(name), "VERSION", 1)
-        (ROOT / "docs" / "contracts" / f"{name}.v{version}.json").write_text(json.dumps(schema, indent=2) + "\n")
+        (out_dir / "contracts" / f"{name}.v{version}.json").write_text(json.dumps(schema, indent=2) + "\n")
     print(f"wrote {len(schemas)} contract schemas to docs/contracts")
 
 

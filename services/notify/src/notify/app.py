@@ -8,7 +8,7 @@ from hdkit.mongo import OutboxRelay
 from hdkit.service import build_runtime, http_app
 from pymongo import AsyncMongoClient
 
-from contracts import topics
+from contracts import NotificationFailed, NotificationSent, topics
 from notify.api import make_router
 from notify.handlers import Handlers, MailIdentity
 from notify.settings import Settings
@@ -53,6 +53,7 @@ def create_app(
     rt.on_start.append(store.ensure_indexes)
     rt.on_start.append(relay.ensure_indexes)
     rt.background.append(relay.run_sweeper)
+    rt.declare_publisher(topics.NOTIFY_EVENTS, NotificationSent, NotificationFailed)
 
     app = http_app(rt, title=TITLE, description=DESCRIPTION)
     app.include_router(make_router(store, token=settings.service_token.get_secret_value()))
