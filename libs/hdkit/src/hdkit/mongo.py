@@ -83,6 +83,10 @@ class OutboxRelay:
         await self._coll.update_one({"_id": doc["_id"], OUTBOX: {}}, {"$unset": {OUTBOX_SINCE: ""}})
         return len(items)
 
+    async def flush_items(self, doc_id: Any, items: list[tuple[str, Envelope]]) -> int:
+        """Flush entries just written to a document, without reading it back."""
+        return await self.flush({"_id": doc_id, **outbox_fields(items)})
+
     async def flush_id(self, doc_id: Any) -> int:
         """Load a document by id and flush its outbox."""
         return await self.flush(await self._coll.find_one({"_id": doc_id}, {OUTBOX: 1}))

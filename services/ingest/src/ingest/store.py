@@ -5,6 +5,7 @@ from typing import Any
 from bson import Binary
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 CHUNK = 8 * 1024 * 1024  # raw messages are split so a large one stays under the 16 MB document limit
 
@@ -27,11 +28,12 @@ class Store:
     async def save_raw(self, raw_id: str, raw: bytes) -> None:
         """Keep the raw bytes (idempotent: saving the same id again changes nothing)."""
         for n, start in enumerate(range(0, max(len(raw), 1), CHUNK)):
-            await self.chunks.update_one(
-                {"_id": f"{raw_id}:{n}"},
-                {"$setOnInsert": {"raw_id": raw_id, "n": n, "data": Binary(raw[start : start + CHUNK])}},
-                upsert=True,
-            )
+            try:
+                await self.chunks.insert_one(
+                    {"_id": f"{raw_id}:{n}", "raw_id": raw_id, "n": n, "data": Binary(raw[start : start + CHUNK])}
+                )
+            except DuplicateKeyError:
+                pass  # kept by an earlier delivery of the same message
 
     async def load_raw(self, raw_id: str) -> bytes | None:
         """Return the raw bytes of a message, or None."""

@@ -239,16 +239,17 @@ class Handlers:
             template=command.template,
             sent_at=sent.sent_at,
         )
+        outbox = [(topics.NOTIFY_EVENTS, self._wrap(event, "sent", envelope, command))]
         await self._store.finish(
             command.notification_id,
             SENT,
             {"message_id": sent.message_id, "subject": sent.subject, "sent_at": sent.sent_at, "reason": None},
-            [(topics.NOTIFY_EVENTS, self._wrap(event, "sent", envelope, command))],
+            outbox,
         )
         self._unrecorded.pop(command.notification_id, None)
         self._count(command, "sent")
         log.info("sent %s to %s for ticket %s", command.template, command.to.email, command.ticket_number)
-        await self._relay.flush(await self._store.get(command.notification_id))
+        await self._relay.flush_items(command.notification_id, outbox)
 
     async def _deferred(self, envelope: Envelope, command: SendNotification, exc: DeliveryDeferred) -> None:
         attempts = await self._store.defer(command.notification_id, str(exc))

@@ -1,6 +1,7 @@
 """One handler per message the tickets service consumes: load, decide (domain), save with outbox, publish."""
 
 import logging
+import time
 from typing import Any
 
 from contracts.envelope import utcnow
@@ -30,6 +31,7 @@ from tickets.domain import (
 from tickets.store import Store
 
 log = logging.getLogger(__name__)
+SETTINGS_TTL = 5.0
 
 
 class Conflict(Exception):
@@ -44,6 +46,14 @@ class Handlers:
         self._relay = relay
         self._secret = message_id_secret
         self._retries = retries
+        self._settings: tuple[float, dict[str, Any]] | None = None
+
+    async def _global_settings(self) -> dict[str, Any]:
+        # Read on every email otherwise; an admin's change takes effect within SETTINGS_TTL seconds.
+        now = time.monotonic()
+        if self._settings is None or now - self._settings[0] > SETTINGS_TTL:
+            self._settings = (now, await self._store.settings())
+        return self._settings[1]
 
     def _outbox(self, cause: Envelope, ticket_id: str, events: list[Message]) -> list[tuple[str, Envelope]]:
         traceparent = current_traceparent()
@@ -76,7 +86,7 @@ class Handlers:
 
     async def email_received(self, envelope: Envelope, email: EmailReceived) -> None:
         """Create a ticket from an email, or add it to the ticket it answers."""
-        settings = await self._store.settings()
+        settings = await self._global_settings()
         for _ in range(self._retries):
             threading = decide_thread(email, await self._candidates(email))
             ticket = threading.ticket
@@ -94,15 +104,12 @@ class Handlers:
                 threading=threading,
                 status_after_reply=settings["status_after_customer_reply"],
             )
+            outbox = self._outbox(envelope, ticket["_id"], change.events)
             applied = await self._store.apply(
-                ticket["_id"],
-                change,
-                event_id=envelope.event_id,
-                outbox=self._outbox(envelope, ticket["_id"], change.events),
-                expected_version=ticket["version"],
+                ticket["_id"], change, event_id=envelope.event_id, outbox=outbox, expected_version=ticket["version"]
             )
             if applied:
-                await self._relay.flush_id(ticket["_id"])
+                await self._relay.flush_items(ticket["_id"], outbox)
                 return
         raise Conflict(f"ticket for {envelope.event_id} changed {self._retries} times while we applied a reply")
 
@@ -117,15 +124,18 @@ class Handlers:
             email, ticket_id=ticket_id, number=number, mailbox=mailbox, now=utcnow(), threading=threading
         )
         doc["applied"] = [envelope.event_id]
+        outbox = self._outbox(envelope, ticket_id, events)
         try:
-            await self._store.insert_ticket(doc, self._outbox(envelope, ticket_id, events))
+            await self._store.insert_ticket(doc, outbox)
         except Exception as exc:
             # Our own id already there: a concurrent delivery created it. Anything else (a number handed
             # out twice) must not drop the email: raise, and the consumer retries it.
             if not is_duplicate(exc) or await self._store.get(ticket_id) is None:
                 raise
+            await self._relay.flush_id(ticket_id)
+            return
         log.info("ticket #%s created from email %s", number, email.message_id)
-        await self._relay.flush_id(ticket_id)
+        await self._relay.flush_items(ticket_id, outbox)
 
     async def notification_sent(self, envelope: Envelope, sent: NotificationSent) -> None:
         """Remember our Message-ID on the ticket (replies to it thread there) and log the mail."""

@@ -147,7 +147,9 @@ class Handlers:
         }
         if not await self._store.add_firing(doc):
             log.info("event %s was handled meanwhile; flushing its outbox", envelope.event_id)
-        await self._relay.flush(await self._store.get_firing(envelope.event_id))
+            await self._relay.flush(await self._store.get_firing(envelope.event_id))
+            return
+        await self._relay.flush(doc)
 
     def _command(
         self, envelope: Envelope, event: dict[str, Any], firing: Firing, action: SendTemplate
