@@ -84,11 +84,6 @@ class EmailIntake:
     async def _accept_one(self, raw: bytes, parsed: ParsedEmail, mailbox: str) -> Outcome:
         message_key = derived_id("email", dedupe_key(mailbox, raw, parsed.message_id))
         try:
-            existing = await self._store.find_message(message_key)
-            if existing is not None:
-                await self._relay.flush(existing)  # a crash may have left it unpublished
-                self._count.labels("email", Outcome.DUPLICATE.value).inc()
-                return Outcome.DUPLICATE
             raw_id = message_key
             await self._store.save_raw(raw_id, raw)
             attachments, notes = await self._keep_attachments(raw_id, parsed)
@@ -130,7 +125,7 @@ class EmailIntake:
             except Exception as exc:
                 if not is_duplicate(exc):
                     raise
-                # Delivered twice at the same moment: the other delivery owns publishing it.
+                # Seen before: publish whatever a crash or an outage left unpublished, then say yes.
                 await self._relay.flush(await self._store.find_message(message_key))
                 self._count.labels("email", Outcome.DUPLICATE.value).inc()
                 return Outcome.DUPLICATE

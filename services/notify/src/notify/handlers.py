@@ -25,7 +25,7 @@ from notify.domain import (
     render,
 )
 from notify.smtp import DeliveryDeferred, DeliveryRefused, MailSender
-from notify.store import DEFERRED, FAILED, SENDING, SENT, UNCERTAIN
+from notify.store import FAILED, SENDING, SENT, UNCERTAIN
 
 log = logging.getLogger(__name__)
 
@@ -152,10 +152,6 @@ class Handlers:
     async def send_notification(self, envelope: Envelope, command: SendNotification) -> None:
         """Send the mail a command asks for, once; report `NotificationSent` or `NotificationFailed`."""
         nid = command.notification_id
-        existing = await self._store.get(nid)
-        if existing is not None and existing.get("state") != DEFERRED:
-            await self._seen_before(existing, envelope, command)
-            return
         try:
             mail = await self.compose(command)
         except CannotSend as exc:

@@ -5,6 +5,7 @@ A notification document (`_id` = notification id) moves through states:
 said "later"; may be claimed again) ; `uncertain` when a redelivery finds it still `sending`.
 """
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,12 +35,17 @@ def template_from_doc(doc: dict[str, Any]) -> Template:
     return Template.model_validate({k: doc[k] for k in ("key", "language", "subject", "text", "html")})
 
 
+# Templates are read for every mail; an edit through the API clears the cache, other edits show within 5 s.
+TEMPLATE_CACHE_SECONDS = 5.0
+
+
 class Store:
     """Notifications (`notifications`) and email templates (`templates`)."""
 
     def __init__(self, db: Any) -> None:
         self.collection: AsyncCollection[dict[str, Any]] = db["notifications"]
         self.templates: AsyncCollection[dict[str, Any]] = db["templates"]
+        self._template_cache: dict[str, tuple[float, Template | None]] = {}
 
     async def ensure_indexes(self) -> None:
         """Create the indexes the queries need."""
@@ -121,9 +127,14 @@ class Store:
     async def find_template(self, key: str, languages: Sequence[str]) -> Template | None:
         """Return the template in the first of the languages that has it, or None."""
         for language in languages:
-            doc = await self.templates.find_one({"_id": template_id(key, language)})
-            if doc:
-                return template_from_doc(doc)
+            tid = template_id(key, language)
+            cached = self._template_cache.get(tid)
+            if cached is None or time.monotonic() - cached[0] > TEMPLATE_CACHE_SECONDS:
+                doc = await self.templates.find_one({"_id": tid})
+                cached = (time.monotonic(), template_from_doc(doc) if doc else None)
+                self._template_cache[tid] = cached
+            if cached[1] is not None:
+                return cached[1]
         return None
 
     async def list_templates(self) -> list[Template]:
@@ -133,6 +144,7 @@ class Store:
 
     async def put_template(self, template: Template) -> Template:
         """Create or replace a template."""
+        self._template_cache.clear()
         now = utcnow()
         await self.templates.update_one(
             {"_id": template_id(template.key, template.language)},

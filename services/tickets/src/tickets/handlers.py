@@ -47,6 +47,14 @@ class Handlers:
         self._secret = message_id_secret
         self._retries = retries
         self._settings: tuple[float, dict[str, Any]] | None = None
+        self._mailboxes: dict[str, tuple[float, Mailbox]] = {}
+
+    async def _mailbox(self, address: str) -> Mailbox:
+        cached = self._mailboxes.get(address)
+        if cached is None or time.monotonic() - cached[0] > SETTINGS_TTL:
+            found = await self._store.mailbox(address) or Mailbox(address=address)
+            cached = self._mailboxes[address] = (time.monotonic(), found)
+        return cached[1]
 
     async def _global_settings(self) -> dict[str, Any]:
         # Read on every email otherwise; an admin's change takes effect within SETTINGS_TTL seconds.
@@ -115,10 +123,7 @@ class Handlers:
 
     async def _create_from_email(self, envelope: Envelope, email: EmailReceived, threading: Any) -> None:
         ticket_id = derived_id("ticket", envelope.event_id)
-        if await self._store.get(ticket_id) is not None:
-            await self._relay.flush_id(ticket_id)  # created before a crash or redelivery
-            return
-        mailbox = await self._store.mailbox(email.mailbox) or Mailbox(address=email.mailbox)
+        mailbox = await self._mailbox(email.mailbox)
         number = await self._store.next_number()
         doc, events = new_ticket_from_email(
             email, ticket_id=ticket_id, number=number, mailbox=mailbox, now=utcnow(), threading=threading
