@@ -58,11 +58,16 @@ def make_mail(n: int, run: str) -> EmailMessage:
     return msg
 
 
-def sender(hd: LocalHelpdesk, mails: list[EmailMessage], sent: dict[str, float], errors: list[str]) -> None:
-    """Send mails over one SMTP connection, recording when each was started."""
+def sender(
+    hd: LocalHelpdesk, mails: list[EmailMessage], sent: dict[str, float], errors: list[str], interval: float = 0.0
+) -> None:
+    """Send mails over one SMTP connection (one every `interval` s, 0: at once), recording when each started."""
     smtp = smtplib.SMTP("127.0.0.1", hd.ports.smtp, timeout=60)
+    start = time.time()
     try:
-        for msg in mails:
+        for n, msg in enumerate(mails):
+            if interval:
+                time.sleep(max(0.0, start + n * interval - time.time()))
             mid = msg["Message-ID"].strip("<>")
             sent[mid] = time.time()
             try:
@@ -95,8 +100,8 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
-def run(hd: LocalHelpdesk, count: int, connections: int, label: str) -> dict[str, float]:
-    """Send `count` mails over `connections` connections; return the figures."""
+def run(hd: LocalHelpdesk, count: int, connections: int, label: str, rate: float = 0.0) -> dict[str, float]:
+    """Send `count` mails over `connections` connections (at `rate` per second, 0: flat out); return the figures."""
     mails = [make_mail(n, label) for n in range(count)]
     expected = {m["Message-ID"].strip("<>") for m in mails}
     sent: dict[str, float] = {}
@@ -108,7 +113,10 @@ def run(hd: LocalHelpdesk, count: int, connections: int, label: str) -> dict[str
     cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
     t0 = time.time()
     threads = [
-        threading.Thread(target=sender, args=(hd, mails[i::connections], sent, errors)) for i in range(connections)
+        threading.Thread(
+            target=sender, args=(hd, mails[i::connections], sent, errors, connections / rate if rate else 0.0)
+        )
+        for i in range(connections)
     ]
     for t in threads:
         t.start()
@@ -144,6 +152,7 @@ def main() -> None:
     parser.add_argument("--emails", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--rate", type=float, default=0.0, help="offered emails per second (0: as fast as accepted)")
     parser.add_argument("--keep", action="store_true", help="keep the data folder (logs, mail) afterwards")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="helpdesk-bench-")
@@ -160,8 +169,9 @@ def main() -> None:
         try:
             run(hd, 50, 4, "warmup")
             label = f"r{int(time.time())}"
-            print(f"sending {args.emails} emails over {args.connections} SMTP connections …", flush=True)
-            f = run(hd, args.emails, args.connections, label)
+            pace = f" at {args.rate:g}/s" if args.rate else " as fast as they are accepted"
+            print(f"sending {args.emails} emails over {args.connections} SMTP connections{pace} …", flush=True)
+            f = run(hd, args.emails, args.connections, label, args.rate)
         finally:
             hd.stop()
     finally:
