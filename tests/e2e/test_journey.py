@@ -76,6 +76,12 @@ def test_an_email_becomes_a_ticket_gets_an_auto_reply_and_the_reply_threads_back
     ) == 1
     assert find_ticket(helpdesk, customer)["ticket_id"] == ticket["ticket_id"]
 
+    # the link in the automatic reply shows the customer the public conversation, without an account
+    link = re.search(r"https?://\S+/t/[A-Za-z0-9_-]+", reply.get_body(("plain",)).get_content()).group(0)
+    followed = httpx.get(link, timeout=10)
+    assert followed.status_code == 200
+    assert "Den skriver fortfarande ut blankt." in followed.text and "Sign out" not in followed.text
+
     # the customer's reply gets no second automatic reply
     assert len([m for m in caught(helpdesk) if m["To"] and customer in str(m["To"])]) == 1
 

@@ -123,5 +123,12 @@ class FakeTickets:
             raise TicketNotFound(number)
         return TicketDetail.model_validate(self.tickets[number])
 
+    async def get_by_link(self, token: str) -> TicketDetail:
+        found = next((t for t in self.tickets.values() if t.get("link_token") == token), None)
+        if found is None:
+            raise TicketNotFound(token)
+        public = [c for c in found["comments"] if c["visibility"] == "public"]
+        return TicketDetail.model_validate({**found, "comments": public, "activity": []})
+
     async def aclose(self) -> None:
         return None

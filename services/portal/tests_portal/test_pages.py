@@ -213,3 +213,26 @@ def test_an_unreachable_tickets_service_shows_a_clear_503_page(signed_in: TestCl
 
 def test_pages_are_not_cached(signed_in: TestClient) -> None:
     assert signed_in.get("/tickets").headers["cache-control"] == "no-store"
+
+
+TOKEN = "k3y-0f-the-customer-link-xyz"
+
+
+def test_the_secret_ticket_link_shows_the_public_conversation_without_signing_in(
+    client: TestClient, tickets: FakeTickets
+) -> None:
+    internal = {**tickets.tickets[1]["comments"][0], "comment_id": "c-int", "visibility": "internal",
+                "text": "Internal: customer is on the VIP list"}  # fmt: skip
+    tickets.tickets[1] |= {"link_token": TOKEN, "comments": [*tickets.tickets[1]["comments"], internal]}
+    page = client.get(f"/t/{TOKEN}")
+    assert page.status_code == 200
+    assert "Printer on floor 2 is jammed" in page.text
+    assert tickets.tickets[1]["comments"][0]["text"].splitlines()[0] in page.text
+    assert "VIP list" not in page.text
+    assert page.headers["Referrer-Policy"] == "same-origin"  # the secret link never leaves the site
+
+
+def test_an_unknown_or_malformed_ticket_link_is_not_found(client: TestClient) -> None:
+    assert client.get(f"/t/{TOKEN}").status_code == 404
+    assert client.get("/t/short").status_code == 404
+    assert client.get("/t/" + "a" * 30 + "%24gt").status_code == 404

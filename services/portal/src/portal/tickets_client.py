@@ -125,6 +125,9 @@ class Tickets(Protocol):
     async def get_ticket(self, actor: Actor, number: int) -> TicketDetail:
         """Return one ticket; raise `TicketNotFound` when missing or not visible to the actor."""
 
+    async def get_by_link(self, token: str) -> TicketDetail:
+        """Return the customer's view of a ticket by its secret link token; `TicketNotFound` when none has it."""
+
     async def aclose(self) -> None:
         """Release connections."""
 
@@ -201,6 +204,14 @@ class TicketsClient:
         if response.status_code == 404:
             raise TicketNotFound(number)
         return self._parse(TicketDetail, response, f"ticket #{number}")
+
+    async def get_by_link(self, token: str) -> TicketDetail:
+        """Return the customer's view of a ticket by its secret link token; `TicketNotFound` when none has it."""
+        visitor = Actor(id="ticket-link", role="customer", email="")
+        response = await self._get(f"/api/ticket-links/{token}", visitor)
+        if response.status_code in (404, 422):
+            raise TicketNotFound(token)
+        return self._parse(TicketDetail, response, "a ticket link")
 
     async def aclose(self) -> None:
         """Release connections."""

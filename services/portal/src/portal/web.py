@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -135,6 +136,9 @@ class Portal:
         """Count a sign-in attempt by outcome."""
         if self.sign_ins is not None:
             self.sign_ins.labels(outcome=outcome).inc()
+
+
+LINK_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,64}")
 
 
 def _when(value: datetime | None) -> str:
@@ -334,6 +338,17 @@ def build_router(portal: Portal, templates: Jinja2Templates) -> APIRouter:
             handler_name=handlers.get(ticket.handler or "", ticket.handler or ""),
             show_description=_description_is_separate(ticket.description, ticket.comments),
         )
+
+    @router.get("/t/{token}")
+    async def ticket_link(request: Request, token: str) -> Response:
+        # The secret link is the customer's key to one ticket: no account, public conversation only.
+        if not LINK_TOKEN.fullmatch(token):
+            raise PageError(404, "Link not found", "This ticket link is not valid.")
+        try:
+            ticket = await portal.tickets.get_by_link(token)
+        except TicketNotFound:
+            raise PageError(404, "Link not found", "This ticket link is not valid.") from None
+        return render(request, "ticket_link.html", ticket=ticket)
 
     return router
 

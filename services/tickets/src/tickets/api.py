@@ -98,4 +98,17 @@ def router(store: Store, token: str) -> APIRouter:
             comments = [c for c in comments if c.get("visibility") == "public"]
         return {**_summary(doc), "comments": comments, "activity": doc.get("activity", [])}
 
+    @api.get(
+        "/ticket-links/{token}",
+        tags=["tickets"],
+        response_model=Detail,
+        summary="The customer's view of one ticket, by its secret link token (public conversation only).",
+    )
+    async def by_link(token: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{20,64}$")]) -> dict[str, Any]:
+        doc = await store.detail({"link_token": token})
+        if doc is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no ticket has that link")
+        public = [c for c in doc.get("comments", []) if c.get("visibility") == "public"]
+        return {**_summary(doc), "comments": public, "activity": [], "cc": [], "tags": [], "attachments": []}
+
     return api

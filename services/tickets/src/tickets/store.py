@@ -52,6 +52,7 @@ class Store:
         await t.create_index([("handler", ASCENDING), ("status", ASCENDING)], name="handler_status")
         await t.create_index([("group", ASCENDING), ("status", ASCENDING)], name="group_status")
         await t.create_index([("requester.email", ASCENDING)], name="requester")
+        await t.create_index([("link_token", ASCENDING)], name="link_token", unique=True)
 
     async def seed_defaults(self, mailbox: Mailbox) -> None:
         """Insert the default ticket types, settings and mailbox unless they exist (never overwrites edits)."""
