@@ -4,7 +4,6 @@
 """
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,12 +11,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 SERVICES = ("ingest", "tickets", "triggers", "notify", "portal")
-# The services refuse to start without secrets; writing documents needs none, so placeholders are used.
-PLACEHOLDERS = {
-    "HELPDESK_SERVICE_TOKEN": "documents-only-placeholder-token",
-    "HELPDESK_MESSAGE_ID_SECRET": "documents-only-placeholder-secret",
-    "HELPDESK_SESSION_SECRET": "documents-only-placeholder-session-secret-0123456789",
-}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,13 +22,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
     out_dir = parser.parse_args(argv).out
-    env = {**os.environ, **PLACEHOLDERS}
     for folder in ("asyncapi", "openapi", "contracts"):
         (out_dir / folder).mkdir(parents=True, exist_ok=True)
     for service in SERVICES:
         for kind, suffix in (("asyncapi", "yaml"), ("openapi", "json")):
             out = out_dir / kind / f"{service}.{suffix}"
-            subprocess.run([str(BIN / service), kind, "--out", str(out)], env=env, check=True)  # noqa: S603
+            subprocess.run([str(BIN / service), kind, "--out", str(out)], check=True)  # noqa: S603
     schemas = {"Envelope": Envelope.model_json_schema()} | {
         name: model.model_json_schema() for name, model in REGISTRY.models().items()
     }

@@ -1,67 +1,27 @@
 """`triggers run | migrate | asyncapi --out FILE | openapi --out FILE`."""
 
-import argparse
-import asyncio
-import json
-import logging
-from pathlib import Path
-
+from hdkit.cli import service_main
 from hdkit.mongo import make_client
-from hdkit.service import serve
-from hdkit.telemetry import setup_logging
+from hdkit.service import ServiceSettings
 
-from triggers.app import DESCRIPTION, TITLE, create_app
+from triggers.app import create_app
 from triggers.domain import default_rules
 from triggers.settings import Settings
 from triggers.store import Store
 
-log = logging.getLogger(__name__)
 
-# Documents are generated without a running stack, where no secrets are set; these never serve traffic.
-_DOC_ONLY = {"service_token": "documentation-only-token"}
-
-
-async def migrate(settings: Settings) -> int:
-    """Create indexes and add the default rules that are missing; return how many rules were added."""
+async def migrate(settings: ServiceSettings) -> None:
+    """Create indexes and add the default rules that are missing (an admin's edits are kept)."""
     client = make_client(settings.mongo_url)
     try:
         store = Store(client[settings.mongo_db])
         await store.ensure_indexes()
-        return await store.seed_rules(default_rules())
+        added = await store.seed_rules(default_rules())
     finally:
         await client.close()
-
-
-def _doc_settings() -> Settings:
-    try:
-        return Settings()
-    except ValueError:
-        return Settings(**_DOC_ONLY)  # type: ignore[arg-type]
+    print(f"triggers: indexes ready, {added} default rule(s) added")
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command-line entry point."""
-    parser = argparse.ArgumentParser(prog="triggers", description="The helpdesk's automation engine.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="consume ticket events and serve the rules API")
-    sub.add_parser("migrate", help="create indexes and seed the default rules (idempotent)")
-    for name in ("asyncapi", "openapi"):
-        p = sub.add_parser(name, help=f"write the {name} document")
-        p.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
-
-    if args.command == "run":
-        settings = Settings()
-        serve(create_app(settings, configure_logging=True), settings)
-    elif args.command == "migrate":
-        settings = Settings()
-        setup_logging("triggers", settings)
-        added = asyncio.run(migrate(settings))
-        print(f"triggers: indexes ready, {added} default rule(s) added")
-    elif args.command == "asyncapi":
-        app = create_app(_doc_settings())
-        spec = app.state.runtime.asyncapi(TITLE, DESCRIPTION).to_specification()
-        args.out.write_text(spec.to_yaml())
-    else:
-        app = create_app(_doc_settings())
-        args.out.write_text(json.dumps(app.openapi(), indent=2))
+    """Entry point of the `triggers` command."""
+    service_main("triggers", settings_factory=Settings, app_factory=create_app, migrate=migrate, argv=argv)
