@@ -6,33 +6,11 @@ from email.message import EmailMessage
 from typing import Any
 
 from hdkit.mongo import outbox_set
+from hdkit.testing import FakePublisher, OutboxCollection  # noqa: F401 - re-exported for the tests
 from notify.domain import Template, default_templates
 from notify.store import DEFERRED, FAILED, SENDING, UNCERTAIN, template_id
 
 from contracts import Envelope
-
-
-class OutboxCollection:
-    """The few collection methods `hdkit.mongo.OutboxRelay.flush` uses, over a dict of documents."""
-
-    def __init__(self) -> None:
-        self.docs: dict[Any, dict[str, Any]] = {}
-        self.name = "fake"
-
-    async def find_one(self, flt: dict[str, Any], projection: Any = None) -> dict[str, Any] | None:
-        doc = self.docs.get(flt["_id"])
-        return copy.deepcopy(doc) if doc else None
-
-    async def update_one(self, flt: dict[str, Any], update: dict[str, Any]) -> None:
-        doc = self.docs.get(flt["_id"])
-        if doc is None or ("outbox" in flt and doc.get("outbox") != flt["outbox"]):
-            return
-        for key in update.get("$unset", {}):
-            *path, last = key.split(".")
-            target = doc
-            for part in path:
-                target = target.get(part, {})
-            target.pop(last, None)
 
 
 def _apply_set(doc: dict[str, Any], fields: dict[str, Any]) -> None:
@@ -42,20 +20,6 @@ def _apply_set(doc: dict[str, Any], fields: dict[str, Any]) -> None:
         for part in path:
             target = target.setdefault(part, {})
         target[last] = copy.deepcopy(value)
-
-
-class FakePublisher:
-    """Records what would have gone to Kafka."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, Envelope]] = []
-
-    async def publish(self, topic: str, envelope: Envelope) -> None:
-        self.sent.append((topic, envelope))
-
-    async def publish_many(self, items: list[tuple[str, Envelope]]) -> None:
-        for topic, envelope in items:
-            await self.publish(topic, envelope)
 
 
 class StoreDown(ConnectionError):

@@ -4,52 +4,8 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
+from hdkit.testing import FakePublisher, OutboxCollection  # noqa: F401 - re-exported for the tests
 from triggers.domain import Rule
-
-from contracts import Envelope
-
-
-class OutboxCollection:
-    """The few collection methods `hdkit.mongo.OutboxRelay.flush` uses, over a dict of documents."""
-
-    def __init__(self) -> None:
-        self.docs: dict[Any, dict[str, Any]] = {}
-        self.name = "fake"
-
-    async def find_one(self, flt: dict[str, Any], projection: Any = None) -> dict[str, Any] | None:
-        doc = self.docs.get(flt["_id"])
-        return copy.deepcopy(doc) if doc else None
-
-    async def update_one(self, flt: dict[str, Any], update: dict[str, Any]) -> None:
-        doc = self.docs.get(flt["_id"])
-        if doc is None:
-            return
-        if "outbox" in flt and doc.get("outbox") != flt["outbox"]:
-            return
-        for key in update.get("$unset", {}):
-            *path, last = key.split(".")
-            target = doc
-            for part in path:
-                target = target.get(part, {})
-            target.pop(last, None)
-
-
-class FakePublisher:
-    """Records what would have gone to Kafka; can be told to fail the next publishes."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, Envelope]] = []
-        self.fail_next = 0
-
-    async def publish(self, topic: str, envelope: Envelope) -> None:
-        if self.fail_next:
-            self.fail_next -= 1
-            raise ConnectionError("broker away")
-        self.sent.append((topic, envelope))
-
-    async def publish_many(self, items: list[tuple[str, Envelope]]) -> None:
-        for topic, envelope in items:
-            await self.publish(topic, envelope)
 
 
 class FakeStore:

@@ -1,5 +1,6 @@
-"""Helpers for tests against the real Kafka: a started broker and reading a topic back."""
+"""Helpers for tests: a started broker and reading a topic back (real Kafka), and in-memory fakes for fast tests."""
 
+import copy
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -11,6 +12,7 @@ from faststream.kafka import KafkaBroker
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
+from contracts import Envelope
 from hdkit.kafka import Publisher, make_broker
 from hdkit.settings import KafkaSettings
 
@@ -58,3 +60,50 @@ async def read_envelopes(
     finally:
         await consumer.stop()
     return found
+
+
+class OutboxCollection:
+    """The few collection methods `hdkit.mongo.OutboxRelay.flush` uses, over a dict of documents."""
+
+    def __init__(self) -> None:
+        self.docs: dict[Any, dict[str, Any]] = {}
+        self.name = "fake"
+
+    async def find_one(self, flt: dict[str, Any], projection: Any = None) -> dict[str, Any] | None:
+        """Return a copy of the document with this `_id`."""
+        doc = self.docs.get(flt["_id"])
+        return copy.deepcopy(doc) if doc else None
+
+    async def update_one(self, flt: dict[str, Any], update: dict[str, Any]) -> None:
+        """Apply the `$unset` of an outbox flush."""
+        doc = self.docs.get(flt["_id"])
+        if doc is None:
+            return
+        if "outbox" in flt and doc.get("outbox") != flt["outbox"]:
+            return
+        for key in update.get("$unset", {}):
+            *path, last = key.split(".")
+            target = doc
+            for part in path:
+                target = target.get(part, {})
+            target.pop(last, None)
+
+
+class FakePublisher:
+    """Records what would have gone to Kafka; can be told to fail the next publishes."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Envelope]] = []
+        self.fail_next = 0
+
+    async def publish(self, topic: str, envelope: Envelope) -> None:
+        """Record one envelope, or fail if told to."""
+        if self.fail_next:
+            self.fail_next -= 1
+            raise ConnectionError("broker away")
+        self.sent.append((topic, envelope))
+
+    async def publish_many(self, items: list[tuple[str, Envelope]]) -> None:
+        """Record several envelopes in order."""
+        for topic, envelope in items:
+            await self.publish(topic, envelope)
