@@ -189,10 +189,17 @@ class LocalHelpdesk:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout
 
-    def _spawn(self, name: str, cmd: list[str], service: str | None = None) -> None:
+    def _spawn(
+        self, name: str, cmd: list[str], service: str | None = None, extra_env: dict[str, str] | None = None
+    ) -> None:
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         self.procs[name] = subprocess.Popen(  # noqa: S603 - our own commands
-            cmd, env=self.env(service), stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT
+            cmd,
+            env={**self.env(service), **(extra_env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=ROOT,
         )
 
     def _wait_http(self, name: str, port: int, timeout: float = 90.0) -> None:
@@ -234,9 +241,9 @@ class LocalHelpdesk:
         except ProcessLookupError:
             pass
 
-    def restart_service(self, service: str) -> None:
-        """Start a service again (after `stop_process`) and wait until it answers."""
-        self._spawn(service, [str(BIN / service), "run"], service=service)
+    def restart_service(self, service: str, extra_env: dict[str, str] | None = None) -> None:
+        """Start a service again (after `stop_process`), with extra environment, and wait until it answers."""
+        self._spawn(service, [str(BIN / service), "run"], service=service, extra_env=extra_env)
         self._wait_http(service, self.ports.http(service))
 
     def stop(self) -> None:

@@ -22,7 +22,8 @@ from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
 from pymongo.errors import ConnectionFailure
 
-from contracts import REGISTRY, DeadLettered, Envelope, Message, UnknownMessageType, decode_envelope, topics
+from contracts import REGISTRY, DeadLettered, Envelope, UnknownMessageType, decode_envelope, topics
+from hdkit import failpoints
 from hdkit.settings import KafkaSettings
 from hdkit.telemetry import traceparent_context
 
@@ -158,6 +159,7 @@ class Consumer:
             raise
         self._attempts.pop(where, None)
         self._handled.labels(self.service, topic, envelope.type).inc()
+        failpoints.hit("after_handle")  # handled, offset not yet committed
 
     async def _give_up(self, where: tuple[str, int, int], topic: str, msg: Any, exc: BaseException) -> bool:
         self._attempts[where] = self._attempts.get(where, 0) + 1
@@ -188,8 +190,3 @@ class Consumer:
         log.error("dead-lettered a message from %s: %s", topic, reason[:2000])
         self._dead.labels(self.service, topic, error).inc()
         await self.publisher.publish(topics.DEAD_LETTER, Envelope.wrap(letter, key=letter.key))
-
-
-def wrap(message: Message, **kwargs: Any) -> Envelope:
-    """Shorthand for `Envelope.wrap` (kept here so services import one module for Kafka work)."""
-    return Envelope.wrap(message, **kwargs)

@@ -17,6 +17,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from contracts import Envelope
+from hdkit import failpoints
 from hdkit.kafka import Publisher
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class OutboxRelay:
         items = pending(doc)
         if not items:
             return 0
+        failpoints.hit("before_publish")  # the change is stored, its events not yet sent
         await self._publisher.publish_many(items)
         await self._coll.update_one(
             {"_id": doc["_id"]}, {"$unset": {f"{OUTBOX}.{env.event_id}": "" for _, env in items}}

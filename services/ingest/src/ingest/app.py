@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from faststream.kafka import KafkaBroker
 from hdkit.auth import require_service_token
 from hdkit.mongo import OutboxRelay
-from hdkit.service import Runtime, build_runtime, http_app
+from hdkit.service import build_runtime, http_app
 from pymongo import AsyncMongoClient
 
 from contracts import EmailReceived, topics
@@ -80,9 +80,3 @@ def api(store: Store, token: str) -> APIRouter:
         return await store.list_quarantine(min(max(limit, 1), 1000))
 
     return router
-
-
-def runtime_of(app: FastAPI) -> Runtime:
-    """Return the runtime behind an app (for tests and the CLI)."""
-    rt: Runtime = app.state.runtime
-    return rt
