@@ -36,6 +36,13 @@ class DeliveryHandler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         """Accept the message once it is safe in Kafka (or kept in quarantine)."""
+        reply = await self._accept(envelope, session)
+        if isinstance(server, LMTP):
+            # LMTP answers DATA once per recipient; all of ours share the one outcome.
+            return "\r\n".join([reply] * max(1, len(envelope.rcpt_tos)))
+        return reply
+
+    async def _accept(self, envelope: Envelope, session: Session) -> str:
         raw = envelope.original_content or (envelope.content if isinstance(envelope.content, bytes) else b"")
         peer = str(session.peer[0]) if session.peer else ""
         try:
