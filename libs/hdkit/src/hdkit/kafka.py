@@ -75,8 +75,12 @@ class Publisher:
             await self.publish(topic, envelope)
 
 
+class RetryLater(Exception):
+    """A handler's verdict that the message will succeed later (e.g. contention): retried without limit."""
+
+
 # Errors that say "the store or the broker is away for now": retried without limit.
-TRANSIENT: tuple[type[BaseException], ...] = (ConnectionFailure, asyncio.TimeoutError, OSError)
+TRANSIENT: tuple[type[BaseException], ...] = (ConnectionFailure, asyncio.TimeoutError, OSError, RetryLater)
 
 
 @dataclass

@@ -6,6 +6,7 @@ from typing import Any
 
 from contracts.envelope import utcnow
 from contracts.message_ids import ticket_id_from_message_id
+from hdkit.kafka import RetryLater
 from hdkit.mongo import OutboxRelay, is_duplicate
 from hdkit.telemetry import current_traceparent
 
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 SETTINGS_TTL = 5.0
 
 
-class Conflict(Exception):
+class Conflict(RetryLater):
     """The ticket kept changing under us; the message will be retried."""
 
 
