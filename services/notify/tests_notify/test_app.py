@@ -1,15 +1,13 @@
 """The wired app: the API behind the service token, and the consumer path on the test broker."""
 
-import asyncio
-
 import httpx
 import pytest
 from faststream.kafka import TestKafkaBroker
-from faststream.kafka.annotations import KafkaMessage
+from hdkit.testing import first_published
 from notify.app import create_app
 from notify.settings import Settings
 
-from contracts import REGISTRY, NotificationSent, decode_envelope, topics
+from contracts import REGISTRY, NotificationSent, topics
 from tests_notify.builders import DOMAIN, SECRET, envelope_of, send_notification
 from tests_notify.fakes import FakeMailServer, FakeStore
 
@@ -94,22 +92,11 @@ async def test_a_template_that_does_not_compile_is_refused_with_the_part_named(c
 
 
 async def test_a_send_notification_on_kafka_becomes_a_mail_and_a_notification_sent_event(app, smtp):
-    broker = app.state.runtime.broker
-    received: list[bytes] = []
-    done = asyncio.Event()
-
-    @broker.subscriber(topics.NOTIFY_EVENTS, group_id="test-capture")
-    async def capture(msg: KafkaMessage) -> None:
-        received.append(msg.body)
-        done.set()
-
     command = send_notification()
-    async with TestKafkaBroker(broker) as test_broker:
-        await test_broker.publish(envelope_of(command).to_bytes(), topic=topics.NOTIFY_COMMANDS, key=b"t1001")
-        await asyncio.wait_for(done.wait(), 5)
-
+    out = await first_published(
+        app.state.runtime.broker, envelope_of(command), to=topics.NOTIFY_COMMANDS, watch=topics.NOTIFY_EVENTS
+    )
     assert len(smtp.outbox) == 1
-    (raw,) = received
-    event = REGISTRY.parse(decode_envelope(raw))
+    event = REGISTRY.parse(out)
     assert isinstance(event, NotificationSent)
     assert event.notification_id == command.notification_id

@@ -1,16 +1,13 @@
 """The wired app: the rules API behind the service token, and the consumer path on the test broker."""
 
-import asyncio
-
 import httpx
 import pytest
-from faststream.kafka import TestKafkaBroker
-from faststream.kafka.annotations import KafkaMessage
+from hdkit.testing import first_published
 from triggers.app import create_app
 from triggers.domain import default_rules
 from triggers.settings import Settings
 
-from contracts import REGISTRY, SendNotification, decode_envelope, topics
+from contracts import REGISTRY, SendNotification, topics
 from tests_triggers.builders import envelope_of, ticket_created
 from tests_triggers.fakes import FakeStore
 
@@ -94,22 +91,10 @@ async def test_switching_a_rule_off_and_on(client):
 
 
 async def test_a_ticket_created_on_kafka_comes_out_as_a_send_notification_command(app):
-    broker = app.state.runtime.broker
-    received: list[bytes] = []
-    done = asyncio.Event()
-
-    @broker.subscriber(topics.NOTIFY_COMMANDS, group_id="test-capture")
-    async def capture(msg: KafkaMessage) -> None:
-        received.append(msg.body)
-        done.set()
-
     event = ticket_created()
-    async with TestKafkaBroker(broker) as test_broker:
-        await test_broker.publish(envelope_of(event).to_bytes(), topic=topics.TICKET_EVENTS, key=b"t-1001")
-        await asyncio.wait_for(done.wait(), 5)
-
-    (raw,) = received
-    envelope = decode_envelope(raw)
+    envelope = await first_published(
+        app.state.runtime.broker, envelope_of(event), to=topics.TICKET_EVENTS, watch=topics.NOTIFY_COMMANDS
+    )
     command = REGISTRY.parse(envelope)
     assert isinstance(command, SendNotification)
     assert command.to.email == "alice@example.com"

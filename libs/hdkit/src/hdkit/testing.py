@@ -1,5 +1,6 @@
 """Helpers for tests: a started broker and reading a topic back (real Kafka), and in-memory fakes for fast tests."""
 
+import asyncio
 import copy
 import json
 import time
@@ -107,3 +108,22 @@ class FakePublisher:
         """Record several envelopes in order."""
         for topic, envelope in items:
             await self.publish(topic, envelope)
+
+
+async def first_published(broker: KafkaBroker, envelope: Envelope, *, to: str, watch: str) -> Envelope:
+    """Publish an envelope to topic `to` on an in-memory test broker; return the first envelope seen on `watch`."""
+    from faststream.kafka import TestKafkaBroker
+    from faststream.kafka.annotations import KafkaMessage
+
+    received: list[bytes] = []
+    done = asyncio.Event()
+
+    @broker.subscriber(watch, group_id="test-capture")
+    async def capture(msg: KafkaMessage) -> None:
+        received.append(msg.body)
+        done.set()
+
+    async with TestKafkaBroker(broker) as test_broker:
+        await test_broker.publish(envelope.to_bytes(), topic=to, key=(envelope.key or "k").encode())
+        await asyncio.wait_for(done.wait(), 5)
+    return Envelope.model_validate_json(received[0])
