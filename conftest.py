@@ -27,6 +27,7 @@ class Infra:
 
     bootstrap: str
     mongo_url: str
+    store_backend: str = "mongod"  # or "ferretdb" (the launcher, with its own index contract)
 
 
 def _containers() -> Iterator[Infra]:
@@ -45,7 +46,7 @@ def _processes(tmp: Path) -> Iterator[Infra]:
     try:
         store.wait_ready()
         kafka.wait_ready()
-        yield Infra(kafka.bootstrap, store.url)
+        yield Infra(kafka.bootstrap, store.url, store.backend)
     finally:
         kafka.stop()
         store.stop()

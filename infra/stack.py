@@ -254,6 +254,8 @@ def _ferretdb_inputs() -> list[Path]:
 # are applied to a copy of the module fetched from the Go module proxy before building; the handlers
 # re-apply the whole filter to what the backend returns, so the wider pushdown changes no results.
 # A third patch makes single-document updates atomic (see helpdesk_write_lock.go below).
+# The rest let queries use the collection's other indexes (equality, $in, ranges, sort, limit and count);
+# see _overlay/internal/backends/sqlite/helpdesk_pushdown.go for the contract that makes this safe.
 FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
 _HANDLER_HEAD = (
     "func (h *Handler) Msg{name}(connCtx context.Context, msg *wire.OpMsg) (*wire.OpMsg, error) {{\n"
@@ -261,61 +263,105 @@ _HANDLER_HEAD = (
 )
 FERRETDB_PATCHES: tuple[tuple[str, str, str], ...] = (
     (
-        "internal/backends/sqlite/metadata/metadata.go",
-        "IDColumn = DefaultColumn + \"->'$._id'\"",
-        "IDColumn = DefaultColumn + \"->'_id'\"",
-    ),
-    (
-        "internal/backends/sqlite/metadata/registry.go",
-        'fields[j] = fmt.Sprintf("%q", f)',
-        'fields[j] = "\'" + strings.ReplaceAll(f, "\'", "\'\'") + "\'"',
-    ),
-    (
-        "internal/backends/sqlite/collection.go",
-        'if params.Filter.Len() == 1 {\n\t\tv, _ := params.Filter.Get("_id")',
-        'if params.Filter.Len() >= 1 {\n\t\tv, _ := params.Filter.Get("_id")',
-    ),
-) + tuple(
-    (
-        f"internal/handler/{file}",
-        _HANDLER_HEAD.format(name=name),
-        _HANDLER_HEAD.format(name=name) + "\tdefer lockDatabase(document)()\n",
+        (
+            "internal/backends/sqlite/metadata/metadata.go",
+            "IDColumn = DefaultColumn + \"->'$._id'\"",
+            "IDColumn = DefaultColumn + \"->'_id'\"",
+        ),
+        (
+            "internal/backends/sqlite/metadata/registry.go",
+            'fields[j] = fmt.Sprintf("%q", f)',
+            'fields[j] = "\'" + strings.ReplaceAll(f, "\'", "\'\'") + "\'"',
+        ),
+        (
+            "internal/backends/sqlite/collection.go",
+            'if params.Filter.Len() == 1 {\n\t\tv, _ := params.Filter.Get("_id")',
+            'if params.Filter.Len() >= 1 {\n\t\tv, _ := params.Filter.Get("_id")',
+        ),
+        (
+            "internal/backends/sqlite/metadata/registry.go",
+            'columns[i] = fmt.Sprintf("%s->%s", DefaultColumn, strings.Join(fields, "->"))',
+            "columns[i] = HelpdeskFieldExpr(key.Field)",
+        ),
+        (
+            "internal/backends/collection.go",
+            "\tLimit  int64\n\n\tOnlyRecordIDs bool\n",
+            "\tLimit  int64\n\n\tOnlyRecordIDs bool\n\n"
+            "\t// helpdesk pushdown (see helpdesk_pushdown.go): the whole filter, sort and skip+limit, and count only\n"
+            "\tIndexFilter *types.Document\n\tIndexSort   *types.Document\n\tIndexLimit  int64\n\tCountOnly   bool\n",
+        ),
+        (
+            "internal/backends/collection.go",
+            "type QueryResult struct {\n\tIter types.DocumentsIterator\n",
+            "type QueryResult struct {\n\tIter types.DocumentsIterator\n\n\tCount   int64\n\tCounted bool\n",
+        ),
+        (
+            "internal/backends/sqlite/collection.go",
+            "\tq += whereClause\n\tq += prepareOrderByClause(params.Sort)\n",
+            "\twhereClause, args, done, err := c.helpdeskApply(ctx, db, meta, params, whereClause, args)\n"
+            "\tif err != nil || done != nil {\n\t\treturn done, err\n\t}\n\n"
+            "\tq += whereClause\n\tq += prepareOrderByClause(params.Sort)\n",
+        ),
+        (
+            "internal/handler/msg_find.go",
+            "\t// Limit pushdown is not applied if:\n",
+            "\tif !h.DisablePushdown {\n"
+            "\t\tqp.IndexFilter, qp.IndexSort = params.Filter, params.Sort\n"
+            "\t\tif params.Limit != 0 {\n\t\t\tqp.IndexLimit = max(params.Limit, -params.Limit) + params.Skip\n\t\t}\n"
+            "\t}\n\n"
+            "\t// Limit pushdown is not applied if:\n",
+        ),
+        (
+            "internal/handler/msg_count.go",
+            "\tqueryRes, err := c.Query(connCtx, &qp)\n\tif err != nil {\n\t\treturn nil, lazyerrors.Error(err)\n\t}\n",
+            "\tif !h.DisablePushdown {\n"
+            "\t\tqp.IndexFilter, qp.CountOnly = params.Filter, params.Skip == 0 && params.Limit == 0\n\t}\n\n"
+            "\tqueryRes, err := c.Query(connCtx, &qp)\n"
+            "\tif err != nil {\n\t\treturn nil, lazyerrors.Error(err)\n\t}\n\n"
+            "\tif queryRes.Counted {\n"
+            "\t\tqueryRes.Iter.Close()\n\n"
+            '\t\treturn documentOpMsg(must.NotFail(types.NewDocument("n", int32(queryRes.Count), "ok", float64(1))))\n'
+            "\t}\n",
+        ),
     )
-    for name, file in (
-        ("Update", "msg_update.go"),
-        ("FindAndModify", "msg_findandmodify.go"),
-        ("Delete", "msg_delete.go"),
+    + tuple(
+        (
+            f"internal/handler/{file}",
+            f"\t\tqp.Filter = {expr}\n",
+            f"\t\tqp.Filter = {expr}\n\t\tqp.IndexFilter = {expr}\n",
+        )
+        for file, expr in (("msg_delete.go", "p.Filter"), ("msg_findandmodify.go", "params.Query"))
+    )
+    + (
+        (
+            "internal/handler/msg_update.go",
+            "\t\t\tqp.Filter = u.Filter\n",
+            "\t\t\tqp.Filter = u.Filter\n\t\t\tqp.IndexFilter = u.Filter\n",
+        ),
+    )
+    + tuple(
+        (
+            f"internal/handler/{file}",
+            _HANDLER_HEAD.format(name=name),
+            _HANDLER_HEAD.format(name=name) + "\tdefer lockDatabase(document)()\n",
+        )
+        for name, file in (
+            ("Update", "msg_update.go"),
+            ("FindAndModify", "msg_findandmodify.go"),
+            ("Delete", "msg_delete.go"),
+        )
     )
 )
-FERRETDB_NEW_FILES: dict[str, str] = {
-    "internal/handler/helpdesk_write_lock.go": """package handler
+FERRETDB_OVERLAY = FERRETDB_SRC / "_overlay"  # whole new files, copied over the module tree (Go skips "_" dirs)
 
-import (
-	"sync"
 
-	"github.com/FerretDB/FerretDB/internal/types"
-)
+def _overlay_files() -> dict[str, str]:
+    return {
+        str(path.relative_to(FERRETDB_OVERLAY)): path.read_text() for path in sorted(FERRETDB_OVERLAY.rglob("*.go"))
+    }
 
-// writeLocks serialises update, findAndModify and delete per database. FerretDB v1 runs them as a read,
-// a change in Go and a write in separate steps, so without this two concurrent `$inc` on one document
-// could both read the same value (lost update), which MongoDB never allows for a single document.
-var writeLocks sync.Map
 
-func lockDatabase(document *types.Document) func() {
-	name := ""
-	if v, err := document.Get("$db"); err == nil {
-		if s, ok := v.(string); ok {
-			name = s
-		}
-	}
-	mu, _ := writeLocks.LoadOrStore(name, new(sync.Mutex))
-	m := mu.(*sync.Mutex)
-	m.Lock()
-	return m.Unlock
-}
-"""
-}
-FERRETDB_PATCH_ID = hashlib.sha256(repr((FERRETDB_PATCHES, FERRETDB_NEW_FILES)).encode()).hexdigest()[:16]
+FERRETDB_PATCH_ID = hashlib.sha256(repr((FERRETDB_PATCHES, _overlay_files())).encode()).hexdigest()[:16]
 
 
 def _patched_ferretdb_modfile(cache: Path, go: str, env: dict[str, str]) -> Path:
@@ -340,7 +386,7 @@ def _patched_ferretdb_modfile(cache: Path, go: str, env: dict[str, str]) -> Path
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise ServerError(f"FerretDB patch no longer applies to {rel}: {old!r}")
             target.write_text(text.replace(old, new))
-        for rel, content in FERRETDB_NEW_FILES.items():
+        for rel, content in _overlay_files().items():
             (tmp / rel).write_text(content)
         tmp.rename(src)
     build = cache / "ferretdb-build"

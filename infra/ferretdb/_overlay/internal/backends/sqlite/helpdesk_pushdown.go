@@ -1,0 +1,359 @@
+package sqlite
+
+// Helpdesk extension: push equality, $in, range, sort and limit down to SQLite when one index covers them.
+//
+// FerretDB v1.24 pushes only `_id` equality down to SQLite, so every other query reads and decodes the whole
+// collection. This file lets a query use the collection's indexes instead, under one contract that the
+// helpdesk keeps: a field that is part of an index holds scalars of one BSON type (never arrays or
+// documents). The handler still re-applies the whole filter, sort, skip and limit to what comes back, so
+// a pushed-down query can only return fewer rows than MongoDB would if that contract is broken; it never
+// returns wrong ones.
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/FerretDB/FerretDB/internal/backends"
+	"github.com/FerretDB/FerretDB/internal/backends/sqlite/metadata"
+	"github.com/FerretDB/FerretDB/internal/handler/sjson"
+	"github.com/FerretDB/FerretDB/internal/types"
+	"github.com/FerretDB/FerretDB/internal/util/fsql"
+	"github.com/FerretDB/FerretDB/internal/util/lazyerrors"
+	"github.com/FerretDB/FerretDB/internal/util/must"
+)
+
+// helpdeskPlan is what can be pushed down for one query.
+type helpdeskPlan struct {
+	where string
+	args  []any
+	order string
+	limit int64
+	exact bool // the WHERE clause is the whole filter: counts and limits are safe
+}
+
+// sqlArg converts a scalar filter value into the SQL value that HelpdeskFieldExpr yields for it.
+func sqlArg(field string, v any) (any, bool) {
+	if field == "_id" {
+		switch v.(type) {
+		case string, types.ObjectID:
+			return string(must.NotFail(sjson.MarshalSingleValue(v))), true
+		}
+
+		return nil, false
+	}
+
+	switch v := v.(type) {
+	case string:
+		return v, true
+	case int32:
+		return int64(v), true
+	case int64:
+		return v, true
+	case float64:
+		if v != v { // NaN
+			return nil, false
+		}
+
+		return v, true
+	case bool:
+		if v {
+			return int64(1), true
+		}
+
+		return int64(0), true
+	case time.Time:
+		return v.UnixMilli(), true
+	case types.ObjectID:
+		return fmt.Sprintf("%x", v[:]), true
+	}
+
+	return nil, false
+}
+
+// predicate returns the SQL condition for one top-level filter key, or false if it cannot be pushed down.
+func predicate(field string, v any) (string, []any, bool) {
+	expr := metadata.HelpdeskFieldExpr(field)
+
+	if _, isNull := v.(types.NullType); isNull {
+		if field == "_id" {
+			return "", nil, false
+		}
+
+		return expr + " IS NULL", nil, true
+	}
+
+	doc, isDoc := v.(*types.Document)
+	if !isDoc {
+		a, ok := sqlArg(field, v)
+		if !ok {
+			return "", nil, false
+		}
+
+		return expr + " = ?", []any{a}, true
+	}
+
+	if doc.Len() == 0 {
+		return "", nil, false
+	}
+
+	var conds []string
+	var args []any
+
+	for _, op := range doc.Keys() {
+		val := must.NotFail(doc.Get(op))
+
+		switch op {
+		case "$eq":
+			c, a, ok := predicate(field, val)
+			if !ok {
+				return "", nil, false
+			}
+
+			conds = append(conds, c)
+			args = append(args, a...)
+
+		case "$in":
+			arr, ok := val.(*types.Array)
+			if !ok || arr.Len() == 0 || arr.Len() > 500 {
+				return "", nil, false
+			}
+
+			var marks []string
+			var inArgs []any
+			withNull := false
+
+			for i := 0; i < arr.Len(); i++ {
+				item := must.NotFail(arr.Get(i))
+				if _, isNull := item.(types.NullType); isNull && field != "_id" {
+					withNull = true
+					continue
+				}
+
+				a, ok := sqlArg(field, item)
+				if !ok {
+					return "", nil, false
+				}
+
+				marks = append(marks, "?")
+				inArgs = append(inArgs, a)
+			}
+
+			var parts []string
+			if len(marks) > 0 {
+				parts = append(parts, expr+" IN ("+strings.Join(marks, ", ")+")")
+			}
+
+			if withNull {
+				parts = append(parts, expr+" IS NULL")
+			}
+
+			conds = append(conds, "("+strings.Join(parts, " OR ")+")")
+			args = append(args, inArgs...)
+
+		case "$gt", "$gte", "$lt", "$lte":
+			if field == "_id" {
+				return "", nil, false
+			}
+
+			a, ok := sqlArg(field, val)
+			if !ok {
+				return "", nil, false
+			}
+
+			sqlOp := map[string]string{"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}[op]
+			conds = append(conds, expr+" "+sqlOp+" ?")
+			args = append(args, a)
+
+		default:
+			return "", nil, false
+		}
+	}
+
+	return strings.Join(conds, " AND "), args, true
+}
+
+// indexFields returns the fields of every index of the collection.
+func indexFields(meta *metadata.Collection) [][]string {
+	res := make([][]string, 0, len(meta.Settings.Indexes))
+
+	for _, idx := range meta.Settings.Indexes {
+		fields := make([]string, len(idx.Key))
+		for i, k := range idx.Key {
+			fields[i] = k.Field
+		}
+
+		res = append(res, fields)
+	}
+
+	return res
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+
+	return false
+}
+
+// helpdeskPushdown plans the query; ok is false when nothing beyond FerretDB's own pushdown applies.
+func helpdeskPushdown(meta *metadata.Collection, params *backends.QueryParams) (*helpdeskPlan, bool) {
+	filter := params.IndexFilter
+	if meta.Capped() || params.OnlyRecordIDs || filter == nil {
+		return nil, false
+	}
+
+	type cond struct {
+		key  string
+		sql  string
+		args []any
+	}
+
+	var pushable []cond
+	allPushable := true
+
+	for _, key := range filter.Keys() {
+		if strings.HasPrefix(key, "$") {
+			if key == "$comment" {
+				continue
+			}
+
+			allPushable = false
+
+			continue
+		}
+
+		sql, args, ok := predicate(key, must.NotFail(filter.Get(key)))
+		if !ok {
+			allPushable = false
+			continue
+		}
+
+		pushable = append(pushable, cond{key, sql, args})
+	}
+
+	var sortKeys []string
+	var sortDirs []int64
+	sortOK := params.IndexSort != nil && params.IndexSort.Len() > 0
+
+	if params.IndexSort != nil {
+		for _, k := range params.IndexSort.Keys() {
+			d, isInt := must.NotFail(params.IndexSort.Get(k)).(int64)
+			if strings.HasPrefix(k, "$") || !isInt {
+				sortOK = false
+				break
+			}
+
+			sortKeys = append(sortKeys, k)
+			sortDirs = append(sortDirs, d)
+		}
+	}
+
+	// choose the index covering the most pushable keys (and all sort keys, if any index does)
+	best, bestCovered, bestSorts := []string(nil), -1, false
+
+	for _, fields := range indexFields(meta) {
+		covered := 0
+		for _, c := range pushable {
+			if c.key == "_id" || contains(fields, c.key) {
+				covered++
+			}
+		}
+
+		sorts := sortOK
+		for _, k := range sortKeys {
+			sorts = sorts && contains(fields, k)
+		}
+
+		if covered > bestCovered || (covered == bestCovered && sorts && !bestSorts) {
+			best, bestCovered, bestSorts = fields, covered, sorts
+		}
+	}
+
+	if bestCovered <= 0 && !(bestSorts && len(pushable) == 0 && allPushable) {
+		return nil, false
+	}
+
+	plan := &helpdeskPlan{exact: allPushable && bestCovered == len(pushable)}
+
+	var conds []string
+	for _, c := range pushable {
+		if c.key == "_id" || contains(best, c.key) {
+			conds = append(conds, c.sql)
+			plan.args = append(plan.args, c.args...)
+		}
+	}
+
+	if len(conds) > 0 {
+		plan.where = " WHERE " + strings.Join(conds, " AND ")
+	}
+
+	if plan.exact && bestSorts {
+		order := make([]string, len(sortKeys))
+		for i, k := range sortKeys {
+			order[i] = metadata.HelpdeskFieldExpr(k)
+			if sortDirs[i] < 0 {
+				order[i] += " DESC"
+			}
+		}
+
+		plan.order = " ORDER BY " + strings.Join(order, ", ")
+
+		if params.IndexLimit > 0 {
+			plan.limit = params.IndexLimit
+		}
+	}
+
+	if plan.exact && len(sortKeys) == 0 && params.IndexLimit > 0 {
+		plan.limit = params.IndexLimit
+	}
+
+	return plan, true
+}
+
+// helpdeskCount counts the rows of an exact plan with SQLite, without reading any document.
+func (c *collection) helpdeskCount(ctx context.Context, db *fsql.DB, table string, plan *helpdeskPlan) (int64, error) {
+	var n int64
+	q := fmt.Sprintf(`SELECT count(*) FROM %q`, table) + plan.where
+	if err := db.QueryRowContext(ctx, q, plan.args...).Scan(&n); err != nil {
+		return 0, lazyerrors.Error(err)
+	}
+
+	return n, nil
+}
+
+// helpdeskApply replaces FerretDB's WHERE clause by the plan's (with ORDER BY and LIMIT where exact), or
+// answers a count-only query outright (done is then non-nil).
+func (c *collection) helpdeskApply(
+	ctx context.Context, db *fsql.DB, meta *metadata.Collection, params *backends.QueryParams, where string, args []any,
+) (string, []any, *backends.QueryResult, error) {
+	plan, ok := helpdeskPushdown(meta, params)
+	if !ok {
+		return where, args, nil, nil
+	}
+
+	if params.CountOnly && plan.exact {
+		n, err := c.helpdeskCount(ctx, db, meta.TableName, plan)
+		if err != nil {
+			return "", nil, nil, err
+		}
+
+		return "", nil, &backends.QueryResult{Iter: newQueryIterator(ctx, nil, false), Count: n, Counted: true}, nil
+	}
+
+	where, args = plan.where, plan.args
+	if plan.order != "" && params.Sort.Len() == 0 {
+		where += plan.order
+	}
+
+	if plan.limit > 0 && params.Limit == 0 {
+		where += ` LIMIT ?`
+		args = append(args, plan.limit)
+	}
+
+	return where, args, nil, nil
+}
