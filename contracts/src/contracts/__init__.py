@@ -1,7 +1,7 @@
 """Versioned events and commands exchanged by the helpdesk services over Kafka."""
 
 from contracts import topics
-from contracts.commands import SendNotification
+from contracts.commands import AddComment, CloseTicket, CreateTicket, FollowTicket, SendNotification, UpdateTicket
 from contracts.envelope import (
     Envelope,
     Message,
@@ -17,6 +17,8 @@ from contracts.events import (
     EmailReceived,
     NotificationFailed,
     NotificationSent,
+    TicketAssigned,
+    TicketClosed,
     TicketCreated,
     TicketUpdated,
 )
@@ -31,11 +33,25 @@ for _model in (
     NotificationFailed,
     DeadLettered,
     SendNotification,
+    TicketAssigned,
+    TicketClosed,
+    CreateTicket,
+    UpdateTicket,
+    AddComment,
+    FollowTicket,
+    CloseTicket,
 ):
     REGISTRY.register(_model)
 
 __all__ = [
     "REGISTRY",
+    "AddComment",
+    "CloseTicket",
+    "CreateTicket",
+    "FollowTicket",
+    "TicketAssigned",
+    "TicketClosed",
+    "UpdateTicket",
     "CommentAdded",
     "DeadLettered",
     "EmailReceived",

@@ -1,11 +1,12 @@
 """Commands: requests in the imperative. Each docstring says who sends it and who handles it."""
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field
 
 from contracts.envelope import Message
-from contracts.models import Address
+from contracts.models import MAX_TEXT, Actor, Address, Channel
 
 
 class SendNotification(Message):
@@ -28,3 +29,85 @@ class SendNotification(Message):
     )
     context: dict[str, Any] = Field(default_factory=dict, description="Values for the template's tags.")
     rule: str | None = Field(default=None, description="Name of the rule that asked for it, for the log.")
+
+
+class TicketCommand(Message):
+    """Common fields of every ticket command. Handled by tickets (from HTTP and from Kafka alike)."""
+
+    command_id: str = Field(
+        description="Idempotency key chosen by the sender: the same command id changes a ticket once.",
+        min_length=8,
+        max_length=100,
+    )
+    actor: Actor = Field(description="Who asks; the tickets service checks what this person may do.")
+
+
+class TargetedCommand(TicketCommand):
+    """A command about one existing ticket."""
+
+    number: int = Field(description="Number of the ticket.", ge=1, le=10**12)
+    expected_version: int | None = Field(
+        default=None,
+        description="Version the change is based on; a stale one is refused or merged (the strictness setting).",
+        ge=1,
+    )
+
+
+FieldValue = str | int | float | bool | datetime | None | list[str] | list[Address] | dict[str, Any]
+
+
+class CreateTicket(TicketCommand):
+    """Create a ticket (from a web form, the portal, the API, an integration or an import)."""
+
+    TYPE = "CreateTicket"
+    VERSION = 1
+
+    channel: Channel = Field(default="api", description="Channel the ticket comes in by.")
+    template: str | None = Field(default=None, description="Key of a ticket template to start from.", max_length=40)
+    requester: Address | None = Field(default=None, description="The contact who asks (customers: themselves).")
+    fields: dict[str, FieldValue] = Field(
+        default_factory=dict,
+        description="Field values: title, description, type, status, priority, category, group, handler, "
+        "organisation, cc, tags, parent (number), dormant_until, recurrence, custom.<key>.",
+    )
+
+
+class UpdateTicket(TargetedCommand):
+    """Change fields of a ticket (assigning and moving included)."""
+
+    TYPE = "UpdateTicket"
+    VERSION = 1
+
+    fields: dict[str, FieldValue] = Field(description="The fields to change and their new values.", min_length=1)
+
+
+class AddComment(TargetedCommand):
+    """Add to a ticket's conversation."""
+
+    TYPE = "AddComment"
+    VERSION = 1
+
+    kind: Literal["public_reply", "internal_comment", "customer_comment", "solution_note"] = Field(
+        description="Public reply (mailed to the customer), internal comment, the customer's comment, solution note."
+    )
+    text: str = Field(description="Plain text.", min_length=1, max_length=MAX_TEXT)
+    html: str | None = Field(default=None, description="HTML (sanitised before it is stored).", max_length=MAX_TEXT)
+    channel: Channel = Field(default="agent", description="Where it was written.")
+
+
+class FollowTicket(TargetedCommand):
+    """Start or stop following a ticket (followers are notified of its changes)."""
+
+    TYPE = "FollowTicket"
+    VERSION = 1
+
+    follow: bool = Field(description="True to follow, False to unfollow.")
+
+
+class CloseTicket(TargetedCommand):
+    """Close a ticket, and its children where the setting says so."""
+
+    TYPE = "CloseTicket"
+    VERSION = 1
+
+    close_children: bool | None = Field(default=None, description="Override the global setting for children.")

@@ -1,7 +1,7 @@
 """Events: facts in the past tense. Each docstring says who sends it and who consumes it."""
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -79,6 +79,9 @@ class CommentAdded(Message):
     ticket: TicketSnapshot = Field(description="The ticket after the comment (and any status change).")
     comment: Comment = Field(description="The comment.")
     author_role: Role = Field(description="Role of the author (the counterpart rule looks at it).")
+    kind: Literal["public_reply", "internal_comment", "customer_comment", "solution_note"] | None = Field(
+        default=None, description="What sort of entry it is (None in messages from before the field existed)."
+    )
     threading: str | None = Field(default=None, description="How an email was paired with the ticket, and why.")
 
 
@@ -100,6 +103,29 @@ class TicketUpdated(Message):
     changes: tuple[FieldChange, ...] = Field(description="Every field that changed.", min_length=1)
     actor: Actor = Field(description="Who changed it.")
     reason: str | None = Field(default=None, description="Why, when a rule changed it.")
+
+
+class TicketAssigned(Message):
+    """A ticket's group or handler changed. Sent by tickets; consumed by triggers (notify the handler) and portal."""
+
+    TYPE = "TicketAssigned"
+    VERSION = 1
+
+    ticket: TicketSnapshot = Field(description="The ticket after the change.")
+    group: FieldChange | None = Field(default=None, description="The group's old and new value, if it changed.")
+    handler: FieldChange | None = Field(default=None, description="The handler's old and new value, if it changed.")
+    actor: Actor = Field(description="Who assigned it.")
+
+
+class TicketClosed(Message):
+    """A ticket was closed. Sent by tickets; consumed by triggers, portal and statistics."""
+
+    TYPE = "TicketClosed"
+    VERSION = 1
+
+    ticket: TicketSnapshot = Field(description="The ticket as closed.")
+    actor: Actor = Field(description="Who closed it (the system when a parent's closing closed it).")
+    parent: int | None = Field(default=None, description="Number of the parent whose closing closed this one.")
 
 
 class NotificationSent(Message):

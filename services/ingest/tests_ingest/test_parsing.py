@@ -1,5 +1,6 @@
 import pytest
-from ingest.domain import UnreadableEmail, dedupe_key, parse_email, sanitise_html
+from hdkit.sanitise import sanitise_html
+from ingest.domain import UnreadableEmail, dedupe_key, parse_email
 
 LOOP = "helpdesk.localhost"
 

@@ -2,6 +2,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from contracts.models import Address
+from tickets.config import default_config
 from tickets.domain import (
     Candidates,
     Mailbox,
@@ -14,6 +15,7 @@ from tickets.domain import (
 from contracts import CommentAdded, EmailReceived, TicketCreated, TicketUpdated
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+CONFIG = default_config()
 MAILBOX = Mailbox(address="support@localhost", type="other", group="support")
 
 
@@ -39,6 +41,7 @@ def ticket(**overrides: Any) -> dict[str, Any]:
         ticket_id="t-1",
         number=1,
         mailbox=MAILBOX,
+        config=CONFIG,
         now=NOW,
         threading=decide_thread(email(), Candidates()),
     )
@@ -52,6 +55,7 @@ def test_a_new_email_makes_a_new_unassigned_ticket_and_a_created_event() -> None
         ticket_id="t-1",
         number=7,
         mailbox=MAILBOX,
+        config=CONFIG,
         now=NOW,
         threading=decide_thread(email(), Candidates()),
     )
@@ -104,7 +108,7 @@ def test_a_customer_reply_adds_a_public_comment_and_moves_the_ticket_to_waiting_
         reply,
         now=NOW,
         threading=decide_thread(reply, Candidates()),
-        status_after_reply="waiting_for_agent",
+        config=CONFIG,
     )
     assert change.set_fields["status"] == "waiting_for_agent"
     assert change.add_to_set["message_ids"] == ["m2@example.se"]
@@ -118,11 +122,11 @@ def test_a_customer_reply_adds_a_public_comment_and_moves_the_ticket_to_waiting_
 def test_a_customer_reply_leaves_a_dormant_ticket_dormant() -> None:
     reply = email(message_id="m3@example.se")
     change = customer_reply(
-        ticket(status="dormant"),
+        ticket(status="dormant", status_category="dormant", phase="dormant"),
         reply,
         now=NOW,
         threading=decide_thread(reply, Candidates()),
-        status_after_reply="waiting_for_agent",
+        config=CONFIG,
     )
-    assert change.set_fields["status"] == "dormant"
+    assert "status" not in change.set_fields
     assert [type(e) for e in change.events] == [CommentAdded]

@@ -1,13 +1,26 @@
-"""Who may see which tickets: turned into a store query, so it is enforced on the server for every read."""
+"""Who may see which tickets, as store filters, so every read is limited on the server.
 
-from dataclasses import dataclass
+A view for a viewer is a list of filters whose union is the answer: one per group the agent belongs to
+(plus tickets without a group), each answered through its own index (see store.INDEXES).
+"""
+
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Header, HTTPException, status
 
-from tickets.domain import OPEN_STATUSES
+from tickets.workflow import Viewer
 
-View = Literal["unassigned", "mine", "waiting_for_agent", "waiting_for_customer", "all_open", "dormant", "all"]
+View = Literal[
+    "unassigned",
+    "mine",
+    "waiting_for_agent",
+    "waiting_for_customer",
+    "all_open",
+    "dormant",
+    "recently_updated_by_customers",
+    "all",
+]
 VIEWS: tuple[View, ...] = (
     "unassigned",
     "mine",
@@ -15,61 +28,71 @@ VIEWS: tuple[View, ...] = (
     "waiting_for_customer",
     "all_open",
     "dormant",
+    "recently_updated_by_customers",
     "all",
 )
+AGENT_ONLY_VIEWS = {"unassigned", "mine", "recently_updated_by_customers"}
 ROLES = {"admin", "agent", "light_agent", "customer", "system"}
-
-
-@dataclass(frozen=True)
-class Viewer:
-    """The person (or service) a request acts for, as the calling service vouches."""
-
-    id: str
-    role: str
-    email: str | None
-    groups: tuple[str, ...]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 async def viewer(
-    x_actor_id: Annotated[str, Header()] = "",
-    x_actor_role: Annotated[str, Header()] = "",
-    x_actor_email: Annotated[str, Header()] = "",
-    x_actor_groups: Annotated[str, Header()] = "",
+    x_actor_id: Annotated[str, Header(max_length=200)] = "",
+    x_actor_role: Annotated[str, Header(max_length=20)] = "",
+    x_actor_email: Annotated[str, Header(max_length=320)] = "",
+    x_actor_groups: Annotated[str, Header(max_length=4000)] = "",
+    x_actor_organisation: Annotated[str, Header(max_length=200)] = "",
+    x_actor_name: Annotated[str, Header(max_length=200)] = "",
 ) -> Viewer:
-    """Read the acting user from the headers; refuse requests that do not say who acts."""
+    """Read the acting user from the headers the calling service sets; refuse requests that do not say who."""
     if not x_actor_id or x_actor_role not in ROLES:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "X-Actor-Id and a valid X-Actor-Role are required")
-    groups = tuple(g.strip() for g in x_actor_groups.split(",") if g.strip())
-    return Viewer(id=x_actor_id, role=x_actor_role, email=x_actor_email.lower() or None, groups=groups)
+    groups = tuple(sorted({g.strip() for g in x_actor_groups.split(",") if g.strip()}))
+    return Viewer(
+        id=x_actor_id,
+        role=x_actor_role,
+        email=x_actor_email.lower() or None,
+        groups=groups,
+        organisation=x_actor_organisation or None,
+        name=x_actor_name,
+    )
 
 
-def visible(v: Viewer) -> dict[str, Any]:
-    """Return the query that limits tickets to those the viewer may see."""
+def scopes(v: Viewer, *, organisation_visible: bool = False) -> list[dict[str, Any]]:
+    """Return the disjoint filters whose union is every ticket the viewer may see."""
     if v.role in ("admin", "system"):
-        return {}
+        return [{}]
     if v.role == "customer":
         if not v.email:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "a customer must be identified by email")
-        return {"requester.email": v.email}
-    return {"$or": [{"group": {"$in": list(v.groups)}}, {"group": None}]}
+        if not (organisation_visible and v.organisation):
+            return [{"requester.email": v.email}]
+        # the organisation's tickets, and the customer's own filed under no or another organisation
+        # (disjoint, so counts add up; each one covered by an index)
+        org = v.organisation
+        return [
+            {"organisation": org},
+            {"requester.email": v.email, "organisation": None},
+            {"requester.email": v.email, "organisation": {"$lt": org}},
+            {"requester.email": v.email, "organisation": {"$gt": org}},
+        ]
+    return [{"group": g} for g in (*v.groups, None)]
 
 
-def view_query(view: View, v: Viewer) -> dict[str, Any]:
-    """Return the query of a queue view for this viewer."""
-    open_ = {"status": {"$in": list(OPEN_STATUSES)}}
-    queries: dict[str, dict[str, Any]] = {
-        "unassigned": {**open_, "handler": None},
-        "mine": {**open_, "handler": v.id},
-        "waiting_for_agent": {"status": "waiting_for_agent"},
-        "waiting_for_customer": {"status": "waiting_for_customer"},
-        "all_open": open_,
-        "dormant": {"status": "dormant"},
+def view_filters(view: View, v: Viewer, *, organisation_visible: bool = False) -> tuple[list[dict[str, Any]], str]:
+    """Return the filters of a queue view for a viewer and the field it is sorted by (newest first)."""
+    if v.role == "customer" and view in AGENT_ONLY_VIEWS:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"the {view} view is for agents")
+    conditions: dict[str, dict[str, Any]] = {
+        "unassigned": {"phase": "active", "handler": None},
+        "mine": {"phase": "active", "handler": v.id},
+        "waiting_for_agent": {"phase": "active", "status_category": "waiting_for_agent"},
+        "waiting_for_customer": {"phase": "active", "status_category": "waiting_for_customer"},
+        "all_open": {"phase": "active"},
+        "dormant": {"phase": "dormant"},
+        "recently_updated_by_customers": {"phase": "active", "last_customer_comment_at": {"$gt": EPOCH}},
         "all": {},
     }
-    scope = visible(v)
-    query = queries[view]
-    if not scope:
-        return query
-    if not query:
-        return scope
-    return {"$and": [scope, query]}
+    sort = "last_customer_comment_at" if view == "recently_updated_by_customers" else "updated_at"
+    condition = conditions[view]
+    return [{**scope, **condition} for scope in scopes(v, organisation_visible=organisation_visible)], sort

@@ -1,15 +1,27 @@
-"""The tickets HTTP API (queries for the portal and integrations), OpenAPI-documented."""
+"""The tickets HTTP API: queries and commands for the portal and integrations, OpenAPI-documented.
+
+Commands here and from Kafka go through the same `Handlers.execute`; every route checks the acting
+user (headers set by the calling service, which holds the service token).
+"""
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from contracts.models import Address
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+from contracts.commands import AddComment, CloseTicket, CreateTicket, FieldValue, FollowTicket, UpdateTicket
+from contracts.envelope import new_id
+from contracts.models import Address, Channel
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
+from fastapi.responses import JSONResponse
 from hdkit.auth import require_service_token
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tickets.access import VIEWS, View, Viewer, view_query, viewer, visible
+from tickets.access import VIEWS, View, view_filters, viewer
+from tickets.config import Config
+from tickets.handlers import Conflict, Handlers
 from tickets.store import Store
+from tickets.workflow import Refused, Viewer, can_see
+
+KEY_PARAM = r"^[A-Za-z0-9_.@+-]{1,100}$"
 
 
 class Summary(BaseModel):
@@ -19,16 +31,24 @@ class Summary(BaseModel):
     number: int
     title: str
     status: str
+    status_category: str | None = None
+    phase: str | None = None
     priority: str
     type: str
+    category: str | None = None
     group: str | None = None
     handler: str | None = None
     channel: str
     mailbox: str | None = None
     requester: Address
+    organisation: str | None = None
+    tags: list[str] = []
     created_at: datetime
     updated_at: datetime
+    last_updated_by: dict[str, Any] | None = None
+    last_comment_at: datetime | None = None
     last_customer_comment_at: datetime | None = None
+    wake_at: datetime | None = None
     version: int
 
 
@@ -46,57 +66,273 @@ class Counts(BaseModel):
 
 
 class Detail(Summary):
-    """A whole ticket: fields, conversation and activity log."""
+    """A whole ticket: every field, the conversation and the activity log."""
 
     description: str = ""
     cc: list[Address] = []
-    tags: list[str] = []
+    custom: dict[str, Any] = {}
+    followers: list[str] = []
+    parent: str | None = None
+    children: list[str] = []
+    merged_into: str | None = None
+    recurrence: dict[str, Any] | None = None
+    dormant_until: datetime | None = None
+    first_response_at: datetime | None = None
+    resolved_at: datetime | None = None
+    closed_at: datetime | None = None
+    sla: dict[str, Any] = {}
     attachments: list[dict[str, Any]] = []
     comments: list[dict[str, Any]]
     activity: list[dict[str, Any]]
+
+
+class Body(BaseModel):
+    """Request bodies refuse unknown keys."""
+
+    model_config = ConfigDict(extra="forbid")
+    command_id: str = Field(
+        default_factory=new_id,
+        min_length=8,
+        max_length=100,
+        description="Idempotency key: send the same one again after a timeout and the ticket changes once.",
+    )
+
+
+class CreateBody(Body):
+    """A new ticket."""
+
+    channel: Channel = "api"
+    template: str | None = Field(default=None, max_length=40)
+    requester: Address | None = None
+    fields: dict[str, FieldValue] = Field(default_factory=dict)
+
+
+class UpdateBody(Body):
+    """Fields to change (assign: group/handler; move: type/group)."""
+
+    expected_version: int | None = Field(default=None, ge=1)
+    fields: dict[str, FieldValue] = Field(min_length=1)
+
+
+class CommentBody(Body):
+    """A reply, comment or solution note."""
+
+    expected_version: int | None = Field(default=None, ge=1)
+    kind: Literal["public_reply", "internal_comment", "customer_comment", "solution_note"]
+    text: str = Field(min_length=1, max_length=1_000_000)
+    html: str | None = Field(default=None, max_length=1_000_000)
+    channel: Channel = "agent"
+
+
+class FollowBody(Body):
+    """Follow or unfollow."""
+
+    follow: bool = True
+
+
+class CloseBody(Body):
+    """Close a ticket."""
+
+    expected_version: int | None = Field(default=None, ge=1)
+    close_children: bool | None = None
+
+
+class ConfigBody(BaseModel):
+    """The whole ticket configuration with the version it replaces."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: int = Field(ge=0, description="Version read with GET; a stale one is refused (409).")
+    config: Config
+
+
+class TemplateBody(BaseModel):
+    """A ticket template: starting values of a new ticket and instructions for the handler."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100)
+    fields: dict[str, FieldValue] = Field(default_factory=dict)
+    solution: str = Field(default="", max_length=100_000)
+    instructions: str = Field(default="", max_length=100_000)
 
 
 def _summary(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "ticket_id": doc["_id"]}
 
 
-def router(store: Store, token: str) -> APIRouter:
+def refused_response(exc: Refused) -> JSONResponse:
+    """Turn a refused command into its HTTP answer, naming the fields concerned."""
+    return JSONResponse(
+        status_code=exc.status, content={"detail": exc.message, "fields": list(exc.fields), "error": type(exc).__name__}
+    )
+
+
+def router(store: Store, handlers: Handlers, token: str) -> APIRouter:
     """Return the API routes, all behind the service token and the acting user's access."""
     api = APIRouter(prefix="/api", dependencies=[Depends(require_service_token(token))])
     Acting = Annotated[Viewer, Depends(viewer)]
+    Number = Annotated[int, Path(ge=1, le=10**12)]
+
+    def require_agent(v: Viewer) -> None:
+        if v.role not in ("admin", "agent", "light_agent", "system"):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "for agents only")
+
+    def require_admin(v: Viewer) -> None:
+        if v.role not in ("admin", "system"):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "for admins only")
+
+    async def run(command: Any, v: Viewer) -> dict[str, Any]:
+        doc = await handlers.execute(command, v)
+        return _detail(doc, v)
+
+    def _detail(doc: dict[str, Any], v: Viewer) -> dict[str, Any]:
+        comments = doc.get("comments", [])
+        activity = doc.get("activity", [])
+        if v.role == "customer":
+            comments = [c for c in comments if c.get("visibility") == "public"]
+            activity = []
+        hidden = {"outbox", "outbox_since", "applied", "fv", "message_ids"}
+        return {
+            **_summary({k: x for k, x in doc.items() if k not in hidden}),
+            "comments": comments,
+            "activity": activity,
+        }
 
     @api.get("/mailboxes", tags=["config"], summary="The inbound mailboxes and where their mail goes.")
     async def mailboxes(_: Acting) -> list[dict[str, Any]]:
         return await store.list_mailboxes()
 
-    @api.get("/tickets", tags=["tickets"], response_model=Page, summary="A queue view, newest update first.")
+    @api.get(
+        "/tickets",
+        tags=["tickets"],
+        response_model=Page,
+        summary="A queue view (newest first), narrowed by any of the filters, with cursor pagination.",
+    )
     async def list_tickets(
         v: Acting,
         view: View = "all_open",
+        group: Annotated[str | None, Query(pattern=KEY_PARAM)] = None,
+        type: Annotated[str | None, Query(pattern=KEY_PARAM)] = None,
+        status_: Annotated[str | None, Query(alias="status", pattern=KEY_PARAM)] = None,
+        priority: Annotated[str | None, Query(pattern=KEY_PARAM)] = None,
+        category: Annotated[str | None, Query(pattern=KEY_PARAM)] = None,
+        handler: Annotated[str | None, Query(pattern=KEY_PARAM)] = None,
+        organisation: Annotated[str | None, Query(max_length=200)] = None,
+        requester: Annotated[str | None, Query(max_length=320)] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
-        cursor: Annotated[str | None, Query(max_length=200)] = None,
+        cursor: Annotated[str | None, Query(max_length=400)] = None,
     ) -> dict[str, Any]:
+        config = await handlers.config()
+        filters, sort = view_filters(view, v, organisation_visible=config.settings.customers_see_organisation)
+        extra = {
+            key: value
+            for key, value in {
+                "group": group,
+                "type": type,
+                "status": status_,
+                "priority": priority,
+                "category": category,
+                "handler": handler,
+                "organisation": organisation,
+                "requester.email": requester.lower() if requester else None,
+            }.items()
+            if value is not None
+        }
+        narrowed = []
+        for f in filters:
+            if any(k in f and f[k] != val for k, val in extra.items()):
+                continue  # e.g. an agent's other groups when one group is asked for
+            narrowed.append({**f, **extra})
         try:
-            docs, next_cursor = await store.list_tickets(view_query(view, v), limit=limit, cursor=cursor)
+            docs, next_cursor = await store.page(narrowed, sort=sort, limit=limit, cursor=cursor)
         except ValueError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
         return {"items": [_summary(d) for d in docs], "next_cursor": next_cursor}
 
     @api.get("/tickets/counts", tags=["tickets"], response_model=Counts, summary="Ticket count of every view.")
-    async def counts(v: Acting) -> dict[str, Any]:
-        return {"views": {name: await store.count(view_query(name, v)) for name in VIEWS}}
+    async def counts(v: Acting, group: Annotated[str | None, Query(pattern=KEY_PARAM)] = None) -> dict[str, Any]:
+        config = await handlers.config()
+        out = {}
+        for name in VIEWS:
+            if v.role == "customer" and name in ("unassigned", "mine", "recently_updated_by_customers"):
+                continue
+            filters, _ = view_filters(name, v, organisation_visible=config.settings.customers_see_organisation)
+            if group is not None:
+                filters = [{**f, "group": group} for f in filters if f.get("group", group) == group]
+            out[name] = await store.count(filters)
+        return {"views": out}
 
     @api.get("/tickets/{number}", tags=["tickets"], response_model=Detail, summary="One ticket by number.")
-    async def detail(v: Acting, number: Annotated[int, Path(ge=1, le=10**12)]) -> dict[str, Any]:
-        scope = visible(v)
-        query: dict[str, Any] = {"number": number} if not scope else {"$and": [scope, {"number": number}]}
-        doc = await store.detail(query)
-        if doc is None:
+    async def detail(v: Acting, number: Number) -> dict[str, Any]:
+        config = await handlers.config()
+        doc = await store.detail({"number": number})
+        if doc is None or not can_see(v, doc, organisation_visible=config.settings.customers_see_organisation):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"ticket #{number} not found")
-        comments = doc.get("comments", [])
-        if v.role == "customer":
-            comments = [c for c in comments if c.get("visibility") == "public"]
-        return {**_summary(doc), "comments": comments, "activity": doc.get("activity", [])}
+        return _detail(doc, v)
+
+    @api.post("/tickets", tags=["commands"], status_code=201, response_model=Detail, summary="Create a ticket.")
+    async def create(v: Acting, body: CreateBody) -> dict[str, Any]:
+        command = CreateTicket(actor=v.actor(), **body.model_dump(exclude_none=True))
+        return await run(command, v)
+
+    @api.patch(
+        "/tickets/{number}",
+        tags=["commands"],
+        response_model=Detail,
+        summary="Change fields: status, priority, assign (group/handler), move (type/group), custom fields, ...",
+    )
+    async def update(v: Acting, number: Number, body: UpdateBody) -> dict[str, Any]:
+        return await run(UpdateTicket(actor=v.actor(), number=number, **body.model_dump()), v)
+
+    @api.post(
+        "/tickets/{number}/comments",
+        tags=["commands"],
+        response_model=Detail,
+        summary="Add a public reply, internal comment, customer comment or solution note.",
+    )
+    async def comment(v: Acting, number: Number, body: CommentBody) -> dict[str, Any]:
+        return await run(AddComment(actor=v.actor(), number=number, **body.model_dump()), v)
+
+    @api.post("/tickets/{number}/follow", tags=["commands"], response_model=Detail, summary="Follow or unfollow.")
+    async def follow(v: Acting, number: Number, body: FollowBody) -> dict[str, Any]:
+        return await run(FollowTicket(actor=v.actor(), number=number, **body.model_dump()), v)
+
+    @api.post("/tickets/{number}/close", tags=["commands"], response_model=Detail, summary="Close a ticket.")
+    async def close(v: Acting, number: Number, body: CloseBody) -> dict[str, Any]:
+        return await run(CloseTicket(actor=v.actor(), number=number, **body.model_dump()), v)
+
+    @api.get("/config", tags=["config"], response_model=ConfigBody, summary="Types, workflows, fields, settings.")
+    async def get_config(v: Acting) -> dict[str, Any]:
+        require_agent(v)
+        config, version = await store.load_config()
+        return {"version": version, "config": config}
+
+    @api.put("/config", tags=["config"], response_model=ConfigBody, summary="Replace the configuration (admins).")
+    async def put_config(v: Acting, body: ConfigBody) -> dict[str, Any]:
+        require_admin(v)
+        if not await store.save_config(body.config, expected_version=body.version):
+            raise HTTPException(status.HTTP_409_CONFLICT, "the configuration changed meanwhile; reload and try again")
+        handlers.forget_config()
+        config, version = await store.load_config()
+        return {"version": version, "config": config}
+
+    @api.get("/ticket-templates", tags=["config"], summary="Ticket templates by key.")
+    async def list_templates(v: Acting) -> dict[str, Any]:
+        require_agent(v)
+        return {key: {k: x for k, x in t.items() if k != "_id"} for key, t in (await store.templates()).items()}
+
+    @api.put("/ticket-templates/{key}", tags=["config"], summary="Create or replace a ticket template (admins).")
+    async def put_template(
+        v: Acting, key: Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,39}$")], body: TemplateBody
+    ) -> dict[str, Any]:
+        require_admin(v)
+        await store.save_template(key, body.model_dump())
+        return {"key": key, **body.model_dump()}
+
+    @api.delete("/ticket-templates/{key}", tags=["config"], status_code=204, summary="Delete a ticket template.")
+    async def delete_template(v: Acting, key: Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,39}$")]) -> None:
+        require_admin(v)
+        if not await store.delete_template(key):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no template {key}")
 
     @api.get(
         "/ticket-links/{token}",
@@ -112,3 +348,23 @@ def router(store: Store, token: str) -> APIRouter:
         return {**_summary(doc), "comments": public, "activity": [], "cc": [], "tags": [], "attachments": []}
 
     return api
+
+
+def install_error_handlers(app: Any) -> None:
+    """Answer refused commands and invalid command payloads with a clear 4xx, never a 500."""
+
+    async def on_refused(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Refused)  # noqa: S101 - registered for Refused only
+        return refused_response(exc)
+
+    async def on_invalid(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ValidationError)  # noqa: S101 - registered for ValidationError only
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        return JSONResponse(status_code=422, content={"detail": errors})
+
+    async def on_conflict(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=409, content={"detail": str(exc), "fields": [], "error": "Conflict"})
+
+    app.add_exception_handler(Refused, on_refused)
+    app.add_exception_handler(Conflict, on_conflict)
+    app.add_exception_handler(ValidationError, on_invalid)

@@ -8,8 +8,20 @@ from hdkit.mongo import OutboxRelay
 from hdkit.service import build_runtime, http_app
 from pymongo import AsyncMongoClient
 
-from contracts import CommentAdded, TicketCreated, TicketUpdated, topics
-from tickets.api import router
+from contracts import (
+    AddComment,
+    CloseTicket,
+    CommentAdded,
+    CreateTicket,
+    FollowTicket,
+    TicketAssigned,
+    TicketClosed,
+    TicketCreated,
+    TicketUpdated,
+    UpdateTicket,
+    topics,
+)
+from tickets.api import install_error_handlers, router
 from tickets.handlers import Handlers
 from tickets.settings import Settings
 from tickets.store import Store
@@ -32,11 +44,19 @@ def create_app(
         topics.NOTIFY_EVENTS,
         {"NotificationSent": handlers.notification_sent, "NotificationFailed": handlers.notification_failed},
     )
-    rt.declare_publisher(topics.TICKET_EVENTS, TicketCreated, CommentAdded, TicketUpdated)
+    rt.consumer.subscribe(
+        topics.TICKET_COMMANDS,
+        {
+            model.TYPE: handlers.command_received
+            for model in (CreateTicket, UpdateTicket, AddComment, FollowTicket, CloseTicket)
+        },
+    )
+    rt.declare_publisher(topics.TICKET_EVENTS, TicketCreated, CommentAdded, TicketUpdated, TicketAssigned, TicketClosed)
     rt.on_start += [store.ensure_indexes, relay.ensure_indexes]
     rt.background.append(relay.run_sweeper)
     app = http_app(rt, title="helpdesk tickets", description="Ticket documents, workflow rules and ticket queries.")
     app.state.runtime = rt
     app.state.store = store
-    app.include_router(router(store, settings.service_token.get_secret_value()))
+    app.include_router(router(store, handlers, settings.service_token.get_secret_value()))
+    install_error_handlers(app)
     return app

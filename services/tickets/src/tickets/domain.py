@@ -15,27 +15,99 @@ from contracts.events import Comment, FieldChange
 from contracts.models import Actor, Address, TicketSnapshot
 
 from contracts import CommentAdded, EmailReceived, TicketCreated, TicketUpdated, derived_id
+from tickets.config import PHASE_OF, Config, TicketType
 
-STATUSES: dict[str, str] = {
-    "new": "New",
-    "open": "Open",
-    "waiting_for_customer": "Waiting for customer",
-    "waiting_for_agent": "Waiting for agent",
-    "dormant": "Dormant",
-    "resolved": "Resolved",
-    "closed": "Closed",
-}
-OPEN_STATUSES = ("new", "open", "waiting_for_customer", "waiting_for_agent")
-DEFAULT_TYPES: list[dict[str, Any]] = [
-    {"key": key, "name": name, "statuses": list(STATUSES), "colour": colour}
-    for key, name, colour in (
-        ("fault", "Fault", "#c0392b"),
-        ("order", "Order", "#2471a3"),
-        ("other", "Other", "#7f8c8d"),
-    )
-]
-DEFAULT_SETTINGS: dict[str, Any] = {"_id": "global", "status_after_customer_reply": "waiting_for_agent"}
 SUBJECT_TOKEN = re.compile(r"\[#(\d{1,12})\]")
+
+
+class Refused(Exception):
+    """A command that cannot be carried out; `status` is the HTTP status that fits."""
+
+    status = 422
+
+    def __init__(self, message: str, *, fields: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields
+
+
+class Invalid(Refused):
+    """A value is missing, unknown or of the wrong kind."""
+
+    status = 422
+
+
+def status_fields(ticket_type: TicketType, status: str) -> dict[str, Any]:
+    """Return the stored status with its category and queue phase (the indexed view fields)."""
+    found = ticket_type.status(status)
+    if found is None:
+        raise Invalid(f"status `{status}` is not part of the {ticket_type.name} workflow", fields=("status",))
+    return {"status": found.key, "status_category": found.category, "phase": PHASE_OF[found.category]}
+
+
+def new_document(
+    *,
+    ticket_id: str,
+    number: int,
+    title: str,
+    ticket_type: TicketType,
+    requester: dict[str, str],
+    channel: str,
+    actor: Actor,
+    now: datetime,
+    values: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Return a complete new ticket document with every field of PRODUCT.md §4."""
+    values = dict(values or {})
+    new_status = values.pop("status", None) or (ticket_type.first("new") or ticket_type.statuses[0]).key
+    custom = {k.removeprefix("custom."): values.pop(k) for k in [k for k in values if k.startswith("custom.")]}
+    doc: dict[str, Any] = {
+        "_id": ticket_id,
+        "number": number,
+        "title": title,
+        "description": "",
+        "type": ticket_type.key,
+        **status_fields(ticket_type, new_status),
+        "priority": "medium",
+        "category": None,
+        "group": None,
+        "handler": None,
+        "channel": channel,
+        "mailbox": ticket_type.mailbox,
+        "requester": requester,
+        "organisation": None,
+        "cc": [],
+        "tags": [],
+        "custom": custom,
+        "followers": [],
+        "parent": None,
+        "children": [],
+        "merged_into": None,
+        "recurrence": None,
+        "dormant_until": None,
+        "wake_at": None,
+        "attachments": [],
+        "created_at": now,
+        "updated_at": now,
+        "last_updated_by": actor.model_dump(),
+        "last_comment_at": None,
+        "last_customer_comment_at": None,
+        "first_response_at": None,
+        "resolved_at": None,
+        "closed_at": None,
+        "sla": {"first_response_due": None, "resolution_due": None},
+        "link_token": secrets.token_urlsafe(24),
+        "version": 1,
+        "fv": {},
+        "comments": [],
+        "activity": [activity(now, actor, "created", f"via {channel}")],
+        "applied": [],
+        "message_ids": [],
+    }
+    doc.update(values)
+    if doc["dormant_until"] is not None:
+        doc["wake_at"] = doc["dormant_until"]
+    return doc
 
 
 @dataclass(frozen=True)
@@ -152,7 +224,8 @@ def _comment_from_email(email: EmailReceived, comment_id: str, now: datetime) ->
     )
 
 
-def _activity(now: datetime, actor: Actor, action: str, detail: str) -> dict[str, Any]:
+def activity(now: datetime, actor: Actor, action: str, detail: str) -> dict[str, Any]:
+    """Return one row of a ticket's activity log."""
     return {"at": now, "actor": actor.model_dump(), "action": action, "detail": detail}
 
 
@@ -162,49 +235,43 @@ def new_ticket_from_email(
     ticket_id: str,
     number: int,
     mailbox: Mailbox,
+    config: Config,
     now: datetime,
     threading: Threading,
 ) -> tuple[dict[str, Any], list[Any]]:
     """Return the new ticket document for an email and the events to publish."""
     actor = customer_actor(email)
+    ticket_type = config.type(mailbox.type) or config.types[0]
     cc = [c.model_dump() for c in email.cc if c.email != mailbox.address and c.email != email.sender.email]
     comment = _comment_from_email(email, derived_id("comment", ticket_id, "first"), now)
-    ids = [i for i in (email.message_id,) if i]
-    activity = [_activity(now, actor, "created", f"from email to {email.mailbox} ({threading.reason})")]
+    doc = new_document(
+        ticket_id=ticket_id,
+        number=number,
+        title=(email.subject.strip() or "(no subject)")[:1000],
+        ticket_type=ticket_type,
+        requester=email.sender.model_dump(),
+        channel="email",
+        actor=actor,
+        now=now,
+        values={
+            "description": email.text,
+            "group": mailbox.group,
+            "mailbox": mailbox.address,
+            "cc": cc,
+            "attachments": [a.model_dump() for a in email.attachments],
+            "last_comment_at": now,
+            "last_customer_comment_at": now,
+            "source_message_id": email.message_id,
+            "source_auto_submitted": email.auto_submitted,
+            "message_ids": [i for i in (email.message_id,) if i],
+            "comments": [{**comment.model_dump(), "kind": "customer_comment"}],
+        },
+    )
+    doc["activity"] = [activity(now, actor, "created", f"from email to {email.mailbox} ({threading.reason})")]
     if threading.note:
-        activity.append(_activity(now, Actor(role="system"), "threading", threading.note))
+        doc["activity"].append(activity(now, Actor(role="system"), "threading", threading.note))
     if email.auto_submitted:
-        activity.append(_activity(now, Actor(role="system"), "automatic mail", email.auto_reason or "automatic"))
-    doc: dict[str, Any] = {
-        "_id": ticket_id,
-        "number": number,
-        "title": email.subject.strip() or "(no subject)",
-        "description": email.text,
-        "status": "new",
-        "priority": "medium",
-        "type": mailbox.type,
-        "group": mailbox.group,
-        "handler": None,
-        "channel": "email",
-        "mailbox": mailbox.address,
-        "requester": email.sender.model_dump(),
-        "cc": cc,
-        "tags": [],
-        "custom": {},
-        "attachments": [a.model_dump() for a in email.attachments],
-        "created_at": now,
-        "updated_at": now,
-        "last_updated_by": actor.model_dump(),
-        "last_customer_comment_at": now,
-        "link_token": secrets.token_urlsafe(24),
-        "version": 1,
-        "source_message_id": email.message_id,
-        "source_auto_submitted": email.auto_submitted,
-        "message_ids": ids,
-        "comments": [comment.model_dump()],
-        "activity": activity,
-        "applied": [],
-    }
+        doc["activity"].append(activity(now, Actor(role="system"), "automatic mail", email.auto_reason or "automatic"))
     created = TicketCreated(ticket=snapshot(doc), description=email.text, actor=actor, cause=None)
     return doc, [created]
 
@@ -216,6 +283,7 @@ class Change:
     set_fields: dict[str, Any] = field(default_factory=dict)
     push: dict[str, list[Any]] = field(default_factory=dict)
     add_to_set: dict[str, list[Any]] = field(default_factory=dict)
+    pull: dict[str, Any] = field(default_factory=dict)
     events: list[Any] = field(default_factory=list)
 
 
@@ -225,35 +293,44 @@ def customer_reply(
     *,
     now: datetime,
     threading: Threading,
-    status_after_reply: str,
+    config: Config,
 ) -> Change:
     """Return what a customer's email reply does to a ticket: a public comment and the status rule."""
     actor = customer_actor(email)
     comment = _comment_from_email(email, derived_id("comment", ticket["_id"], email.message_id or email.raw_id), now)
+    ticket_type = config.type(ticket["type"])
+    target = ticket_type.first(config.settings.status_after_customer_reply) if ticket_type else None  # type: ignore[arg-type]
     new_status = ticket["status"]
-    if ticket["status"] not in ("dormant",) and status_after_reply in STATUSES:
-        new_status = status_after_reply
-    after = dict(ticket, status=new_status, updated_at=now, version=ticket["version"] + 1)
+    if target is not None and ticket.get("status_category") != "dormant":
+        new_status = target.key
+    set_fields: dict[str, Any] = {
+        "updated_at": now,
+        "last_updated_by": actor.model_dump(),
+        "last_comment_at": now,
+        "last_customer_comment_at": now,
+    }
+    if new_status != ticket["status"] and ticket_type is not None:
+        set_fields.update(status_fields(ticket_type, new_status))
+        set_fields["fv.status"] = ticket["version"] + 1
+    after = {**ticket, **{k: v for k, v in set_fields.items() if "." not in k}, "version": ticket["version"] + 1}
     change = Change(
-        set_fields={
-            "status": new_status,
-            "updated_at": now,
-            "last_updated_by": actor.model_dump(),
-            "last_customer_comment_at": now,
-        },
+        set_fields=set_fields,
         push={
-            "comments": [comment.model_dump()],
-            "activity": [_activity(now, actor, "comment", f"customer reply by email ({threading.reason})")],
+            "comments": [{**comment.model_dump(), "kind": "customer_comment"}],
+            "activity": [activity(now, actor, "comment", f"customer reply by email ({threading.reason})")],
             "attachments": [a.model_dump() for a in email.attachments],
         },
         add_to_set={"message_ids": [i for i in (email.message_id,) if i]},
     )
     snap = snapshot(after)
-    change.events.append(CommentAdded(ticket=snap, comment=comment, author_role="customer", threading=threading.reason))
+    change.events.append(
+        CommentAdded(
+            ticket=snap, comment=comment, author_role="customer", kind="customer_comment", threading=threading.reason
+        )
+    )
     if new_status != ticket["status"]:
-        change.set_fields["status"] = new_status
         change.push["activity"].append(
-            _activity(now, Actor(role="system"), "status", f"{STATUSES[ticket['status']]} → {STATUSES[new_status]}")
+            activity(now, Actor(role="system"), "status", f"{ticket['status']} → {new_status} (customer reply)")
         )
         change.events.append(
             TicketUpdated(
@@ -281,7 +358,7 @@ def notification_recorded(
     if outcome == "sent":
         detail = f"{template} sent to {to}: {subject}"
         return Change(
-            push={"activity": [_activity(now, actor, "email sent", detail)]},
+            push={"activity": [activity(now, actor, "email sent", detail)]},
             add_to_set={"message_ids": [message_id]},
         )
-    return Change(push={"activity": [_activity(now, actor, "email failed", f"{template} to {to}: {reason}")]})
+    return Change(push={"activity": [activity(now, actor, "email failed", f"{template} to {to}: {reason}")]})

@@ -4,10 +4,12 @@ import logging
 import time
 from typing import Any
 
+from contracts.commands import AddComment, CloseTicket, CreateTicket, FollowTicket, TargetedCommand, UpdateTicket
 from contracts.envelope import utcnow
 from contracts.message_ids import ticket_id_from_message_id
 from hdkit.kafka import RetryLater
 from hdkit.mongo import OutboxRelay, is_duplicate
+from hdkit.sanitise import sanitise_html
 from hdkit.telemetry import current_traceparent
 
 from contracts import (
@@ -19,6 +21,8 @@ from contracts import (
     derived_id,
     topics,
 )
+from tickets import workflow
+from tickets.config import Config
 from tickets.domain import (
     Candidates,
     Change,
@@ -30,6 +34,7 @@ from tickets.domain import (
     subject_number,
 )
 from tickets.store import Store
+from tickets.workflow import NotFound, Refused, Viewer
 
 log = logging.getLogger(__name__)
 SETTINGS_TTL = 5.0
@@ -47,7 +52,7 @@ class Handlers:
         self._relay = relay
         self._secret = message_id_secret
         self._retries = retries
-        self._settings: tuple[float, dict[str, Any]] | None = None
+        self._config: tuple[float, Config] | None = None
         self._mailboxes: dict[str, tuple[float, Mailbox]] = {}
 
     async def _mailbox(self, address: str) -> Mailbox:
@@ -57,12 +62,16 @@ class Handlers:
             cached = self._mailboxes[address] = (time.monotonic(), found)
         return cached[1]
 
-    async def _global_settings(self) -> dict[str, Any]:
-        # Read on every email otherwise; an admin's change takes effect within SETTINGS_TTL seconds.
+    async def config(self) -> Config:
+        """Return the ticket configuration (cached: an admin's change takes effect within SETTINGS_TTL seconds)."""
         now = time.monotonic()
-        if self._settings is None or now - self._settings[0] > SETTINGS_TTL:
-            self._settings = (now, await self._store.settings())
-        return self._settings[1]
+        if self._config is None or now - self._config[0] > SETTINGS_TTL:
+            self._config = (now, (await self._store.load_config())[0])
+        return self._config[1]
+
+    def forget_config(self) -> None:
+        """Drop the cached configuration (after this process saved a new one)."""
+        self._config = None
 
     def _outbox(self, cause: Envelope, ticket_id: str, events: list[Message]) -> list[tuple[str, Envelope]]:
         traceparent = current_traceparent()
@@ -95,25 +104,20 @@ class Handlers:
 
     async def email_received(self, envelope: Envelope, email: EmailReceived) -> None:
         """Create a ticket from an email, or add it to the ticket it answers."""
-        settings = await self._global_settings()
+        config = await self.config()
         for _ in range(self._retries):
             threading = decide_thread(email, await self._candidates(email))
             ticket = threading.ticket
             if ticket is None:
-                await self._create_from_email(envelope, email, threading)
+                await self._create_from_email(envelope, email, threading, config)
                 return
             if envelope.event_id in ticket.get("applied", []):
                 await self._relay.flush_id(ticket["_id"])
                 return
             now = utcnow()
-            change = customer_reply(
-                ticket,
-                email,
-                now=now,
-                threading=threading,
-                status_after_reply=settings["status_after_customer_reply"],
-            )
+            change = customer_reply(ticket, email, now=now, threading=threading, config=config)
             outbox = self._outbox(envelope, ticket["_id"], change.events)
+            await self._store.remember_message_ids(ticket["_id"], [i for i in (email.message_id,) if i])
             applied = await self._store.apply(
                 ticket["_id"], change, event_id=envelope.event_id, outbox=outbox, expected_version=ticket["version"]
             )
@@ -122,12 +126,21 @@ class Handlers:
                 return
         raise Conflict(f"ticket for {envelope.event_id} changed {self._retries} times while we applied a reply")
 
-    async def _create_from_email(self, envelope: Envelope, email: EmailReceived, threading: Any) -> None:
+    async def _create_from_email(
+        self, envelope: Envelope, email: EmailReceived, threading: Any, config: Config
+    ) -> None:
         ticket_id = derived_id("ticket", envelope.event_id)
         mailbox = await self._mailbox(email.mailbox)
+        await self._store.remember_message_ids(ticket_id, [i for i in (email.message_id,) if i])
         number = await self._store.next_number()
         doc, events = new_ticket_from_email(
-            email, ticket_id=ticket_id, number=number, mailbox=mailbox, now=utcnow(), threading=threading
+            email,
+            ticket_id=ticket_id,
+            number=number,
+            mailbox=mailbox,
+            config=config,
+            now=utcnow(),
+            threading=threading,
         )
         doc["applied"] = [envelope.event_id]
         outbox = self._outbox(envelope, ticket_id, events)
@@ -169,6 +182,90 @@ class Handlers:
         await self._record(envelope, failed.ticket_id, change)
 
     async def _record(self, envelope: Envelope, ticket_id: str, change: Change) -> None:
+        await self._store.remember_message_ids(ticket_id, change.add_to_set.get("message_ids", []))
         if not await self._store.apply(ticket_id, change, event_id=envelope.event_id, outbox=[], expected_version=None):
             if await self._store.get(ticket_id) is None:
                 log.warning("%s for unknown ticket %s ignored", envelope.type, ticket_id)
+
+    # ----------------------------------------------------------------------- commands (HTTP and Kafka)
+
+    async def command_received(self, envelope: Envelope, command: Message) -> None:
+        """Carry out a ticket command from Kafka; one that is refused is dead-lettered with the reason."""
+        from hdkit.kafka import Rejected
+
+        actor = getattr(command, "actor", None)
+        if actor is None:
+            raise Rejected(f"{envelope.type} is not a ticket command")
+        v = workflow.viewer_of(actor)
+        try:
+            await self.execute(command, v, cause=envelope)
+        except Refused as exc:
+            raise Rejected(f"{type(exc).__name__}: {exc.message}") from exc
+
+    async def execute(self, command: Message, v: Viewer, *, cause: Envelope | None = None) -> dict[str, Any]:
+        """Carry out one ticket command for a viewer; return the ticket as it is afterwards.
+
+        The same command id changes a ticket once: a repeat returns the ticket without changing it.
+        """
+        envelope = cause or Envelope.wrap(command, event_id=getattr(command, "command_id", None))
+        if isinstance(command, CreateTicket):
+            return await self._create(envelope, command, v)
+        if not isinstance(command, TargetedCommand):
+            raise workflow.Invalid(f"{envelope.type} is not a ticket command")
+        config = await self.config()
+        for _ in range(self._retries):
+            ticket = await self._store.by_number(command.number)
+            if ticket is None or not workflow.can_see(
+                v, ticket, organisation_visible=config.settings.customers_see_organisation
+            ):
+                raise NotFound(f"ticket #{command.number} not found")
+            if command.command_id in ticket.get("applied", []):
+                await self._relay.flush_id(ticket["_id"])
+                return ticket
+            now = utcnow()
+            change = self._decide(ticket, command, config, v, now)
+            outbox = self._outbox(envelope, ticket["_id"], change.events)
+            applied = await self._store.apply(
+                ticket["_id"], change, event_id=command.command_id, outbox=outbox, expected_version=ticket["version"]
+            )
+            if applied:
+                await self._relay.flush_items(ticket["_id"], outbox)
+                return await self._store.get(ticket["_id"]) or ticket
+        raise Conflict(f"ticket #{command.number} changed {self._retries} times while {envelope.type} was applied")
+
+    def _decide(self, ticket: dict[str, Any], command: Message, config: Config, v: Viewer, now: Any) -> Change:
+        if isinstance(command, UpdateTicket):
+            return workflow.update(ticket, command, config, v, now=now)
+        if isinstance(command, AddComment):
+            html = sanitise_html(command.html) if command.html else None
+            return workflow.add_comment(ticket, command, config, v, now=now, html=html)
+        if isinstance(command, FollowTicket):
+            return workflow.follow(ticket, command, v, now=now)
+        if isinstance(command, CloseTicket):
+            return workflow.close(ticket, command, config, v, now=now)
+        raise workflow.Invalid(f"{type(command).__name__} is not a ticket command")
+
+    async def _create(self, envelope: Envelope, command: CreateTicket, v: Viewer) -> dict[str, Any]:
+        ticket_id = derived_id("ticket-command", command.command_id)
+        existing = await self._store.get(ticket_id)
+        if existing is not None:
+            await self._relay.flush_id(ticket_id)
+            return existing
+        config = await self.config()
+        templates = await self._store.templates()
+        # validate before a number is handed out, so refused commands leave no gap
+        workflow.create(command, config, v, ticket_id=ticket_id, number=1, now=utcnow(), templates=templates)
+        number = await self._store.next_number()
+        doc, events = workflow.create(
+            command, config, v, ticket_id=ticket_id, number=number, now=utcnow(), templates=templates
+        )
+        outbox = self._outbox(envelope, ticket_id, events)
+        try:
+            await self._store.insert_ticket(doc, outbox)
+        except Exception as exc:
+            if not is_duplicate(exc) or (found := await self._store.get(ticket_id)) is None:
+                raise
+            await self._relay.flush_id(ticket_id)
+            return found
+        await self._relay.flush_items(ticket_id, outbox)
+        return doc

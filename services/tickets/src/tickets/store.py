@@ -2,20 +2,29 @@
 
 import base64
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from hdkit.mongo import outbox_fields, outbox_set
+from hdkit.mongo import is_duplicate, outbox_fields, outbox_set
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts import Envelope
-from tickets.domain import DEFAULT_SETTINGS, DEFAULT_TYPES, Change, Mailbox
+from tickets.config import Config, default_config
+from tickets.domain import Change, Mailbox
 
 SUMMARY_FIELDS = {
     "number": 1,
     "title": 1,
     "status": 1,
+    "status_category": 1,
+    "phase": 1,
+    "category": 1,
+    "organisation": 1,
+    "tags": 1,
+    "last_updated_by": 1,
+    "last_comment_at": 1,
+    "wake_at": 1,
     "priority": 1,
     "type": 1,
     "group": 1,
@@ -29,6 +38,38 @@ SUMMARY_FIELDS = {
     "version": 1,
 }
 HIDDEN_FIELDS = {"outbox": 0, "outbox_since": 0, "applied": 0}
+# Indexes of earlier releases; "message_ids" indexed an array, which the launcher's index contract forbids.
+OBSOLETE_INDEXES = {"message_ids", "status_updated", "handler_status", "group_status", "requester"}
+_VIEW_TAIL = [("updated_at", DESCENDING), ("number", DESCENDING)]
+_CUSTOMER_TAIL = [("last_customer_comment_at", DESCENDING), ("number", DESCENDING)]
+INDEXES: list[tuple[str, list[tuple[str, int]], bool]] = [
+    # look-ups
+    ("number", [("number", ASCENDING)], True),
+    ("link_token", [("link_token", ASCENDING)], True),
+    # queue views (access.VIEWS), for everyone and per group: equality fields first, then the sort
+    ("phase_handler", [("phase", ASCENDING), ("handler", ASCENDING), *_VIEW_TAIL], False),
+    ("phase_category", [("phase", ASCENDING), ("status_category", ASCENDING), *_VIEW_TAIL], False),
+    ("phase", [("phase", ASCENDING), *_VIEW_TAIL], False),
+    ("phase_customer", [("phase", ASCENDING), *_CUSTOMER_TAIL], False),
+    ("updated", _VIEW_TAIL, False),
+    ("group_phase_handler", [("group", ASCENDING), ("phase", ASCENDING), ("handler", ASCENDING), *_VIEW_TAIL], False),
+    (
+        "group_phase_category",
+        [("group", ASCENDING), ("phase", ASCENDING), ("status_category", ASCENDING), *_VIEW_TAIL],
+        False,
+    ),
+    ("group_phase", [("group", ASCENDING), ("phase", ASCENDING), *_VIEW_TAIL], False),
+    ("group_phase_customer", [("group", ASCENDING), ("phase", ASCENDING), *_CUSTOMER_TAIL], False),
+    ("group_updated", [("group", ASCENDING), *_VIEW_TAIL], False),
+    ("type_phase", [("type", ASCENDING), ("phase", ASCENDING), *_VIEW_TAIL], False),
+    ("type_group_phase", [("type", ASCENDING), ("group", ASCENDING), ("phase", ASCENDING), *_VIEW_TAIL], False),
+    # customers: their own tickets, or their organisation's
+    ("requester_updated", [("requester.email", ASCENDING), *_VIEW_TAIL], False),
+    ("organisation", [("organisation", ASCENDING), *_VIEW_TAIL], False),
+    ("requester_organisation", [("requester.email", ASCENDING), ("organisation", ASCENDING), *_VIEW_TAIL], False),
+    # time rules (dormant wake-up, recurrence) find their due tickets without a scan
+    ("wake_at", [("wake_at", ASCENDING), ("number", ASCENDING)], False),
+]
 
 
 class Store:
@@ -40,25 +81,23 @@ class Store:
         self.counters = db["counters"]
         self.mailboxes = db["mailboxes"]
         self.config = db["config"]
-        self.types = db["ticket_types"]
+        self.message_index = db["message_ids"]
+        self.ticket_templates = db["ticket_templates"]
 
     async def ensure_indexes(self) -> None:
-        """Create the indexes queries and threading rely on."""
-        t = self.tickets
-        await t.create_index([("number", ASCENDING)], name="number", unique=True)
-        await t.create_index([("message_ids", ASCENDING)], name="message_ids")
-        await t.create_index([("updated_at", DESCENDING), ("number", DESCENDING)], name="updated")
-        await t.create_index([("status", ASCENDING), ("updated_at", DESCENDING)], name="status_updated")
-        await t.create_index([("handler", ASCENDING), ("status", ASCENDING)], name="handler_status")
-        await t.create_index([("group", ASCENDING), ("status", ASCENDING)], name="group_status")
-        await t.create_index([("requester.email", ASCENDING)], name="requester")
-        await t.create_index([("link_token", ASCENDING)], name="link_token", unique=True)
+        """Create the indexes the queue views, look-ups and threading rely on (see INDEXES)."""
+        existing = {doc["name"] async for doc in await self.tickets.list_indexes()}
+        for name in OBSOLETE_INDEXES & existing:
+            await self.tickets.drop_index(name)
+        for name, keys, unique in INDEXES:
+            await self.tickets.create_index(keys, name=name, unique=unique)
 
     async def seed_defaults(self, mailbox: Mailbox) -> None:
-        """Insert the default ticket types, settings and mailbox unless they exist (never overwrites edits)."""
-        for ticket_type in DEFAULT_TYPES:
-            await self.types.update_one({"_id": ticket_type["key"]}, {"$setOnInsert": ticket_type}, upsert=True)
-        await self.config.update_one({"_id": "global"}, {"$setOnInsert": DEFAULT_SETTINGS}, upsert=True)
+        """Insert the default configuration and mailbox unless they exist (never overwrites edits)."""
+        config = default_config().model_dump(mode="json")
+        await self.config.update_one(
+            {"_id": "tickets"}, {"$setOnInsert": {"config": config, "version": 1}}, upsert=True
+        )
         await self.mailboxes.update_one(
             {"_id": mailbox.address},
             {
@@ -71,6 +110,41 @@ class Store:
             },
             upsert=True,
         )
+
+    async def load_config(self) -> tuple[Config, int]:
+        """Return the ticket configuration and its version (the defaults before anything was saved)."""
+        doc = await self.config.find_one({"_id": "tickets"})
+        if doc is None:
+            return default_config(), 0
+        return Config.model_validate(doc["config"]), int(doc["version"])
+
+    async def save_config(self, config: Config, *, expected_version: int) -> bool:
+        """Replace the configuration if it is still at `expected_version`; tell whether it was saved."""
+        data = config.model_dump(mode="json")
+        if expected_version == 0:
+            try:
+                await self.config.insert_one({"_id": "tickets", "config": data, "version": 1})
+            except Exception as exc:
+                if is_duplicate(exc):
+                    return False
+                raise
+            return True
+        result = await self.config.update_one(
+            {"_id": "tickets", "version": expected_version}, {"$set": {"config": data}, "$inc": {"version": 1}}
+        )
+        return result.modified_count == 1
+
+    async def templates(self) -> dict[str, dict[str, Any]]:
+        """Return the ticket templates by key."""
+        return {doc["_id"]: doc async for doc in self.ticket_templates.find({})}
+
+    async def save_template(self, key: str, template: dict[str, Any]) -> None:
+        """Create or replace a ticket template."""
+        await self.ticket_templates.replace_one({"_id": key}, {"_id": key, **template}, upsert=True)
+
+    async def delete_template(self, key: str) -> bool:
+        """Delete a ticket template; tell whether it existed."""
+        return (await self.ticket_templates.delete_one({"_id": key})).deleted_count == 1
 
     async def next_number(self) -> int:
         """Return the next ticket number (atomic, sequential)."""
@@ -98,10 +172,21 @@ class Store:
     async def by_message_ids(self, ids: list[str]) -> tuple[dict[str, Any] | None, str | None]:
         """Return the ticket that has seen one of these Message-IDs (latest id first), and which id."""
         for message_id in reversed(ids):
-            doc = await self.tickets.find_one({"message_ids": message_id})
-            if doc is not None:
+            entry = await self.message_index.find_one({"_id": message_id})
+            if entry is not None and (doc := await self.get(entry["ticket_id"])) is not None:
                 return doc, message_id
         return None, None
+
+    async def remember_message_ids(self, ticket_id: str, ids: list[str]) -> None:
+        """Record which ticket these Message-IDs belong to (the first ticket to claim one keeps it).
+
+        Written before the ticket itself changes, so a crash in between leaves at worst an entry that points
+        at the ticket the mail was going to anyway.
+        """
+        for message_id in ids:
+            await self.message_index.update_one(
+                {"_id": message_id}, {"$setOnInsert": {"ticket_id": ticket_id}}, upsert=True
+            )
 
     async def apply(
         self,
@@ -127,6 +212,8 @@ class Store:
         fields = {**change.set_fields, **outbox_set(outbox)}
         if fields:
             update["$set"] = fields
+        if change.pull:
+            update["$pull"] = dict(change.pull)
         result = await self.tickets.update_one(query, update)
         return result.modified_count == 1
 
@@ -145,51 +232,84 @@ class Store:
             {k: v for k, v in doc.items() if k != "_id"} async for doc in self.mailboxes.find({}).sort("address", 1)
         ]
 
-    async def settings(self) -> dict[str, Any]:
-        """Return the global settings."""
-        return await self.config.find_one({"_id": "global"}) or dict(DEFAULT_SETTINGS)
-
-    async def list_tickets(
-        self, query: dict[str, Any], *, limit: int, cursor: str | None
+    async def page(
+        self,
+        filters: list[dict[str, Any]],
+        *,
+        sort: str,
+        limit: int,
+        cursor: str | None,
+        projection: dict[str, int] | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """Return one page of ticket summaries, newest update first, and the cursor of the next page."""
-        if cursor:
-            updated_at, number = decode_cursor(cursor)
-            query = {
-                "$and": [
-                    query,
-                    {
-                        "$or": [
-                            {"updated_at": {"$lt": updated_at}},
-                            {"updated_at": updated_at, "number": {"$lt": number}},
-                        ]
-                    },
-                ]
-            }
-        found = self.tickets.find(query, SUMMARY_FIELDS).sort([("updated_at", DESCENDING), ("number", DESCENDING)])
-        docs = [doc async for doc in found.limit(limit + 1)]
+        """Return one page, newest `sort` value first, of the union of `filters`, and the next page's cursor.
+
+        Keyset pagination on (sort field, number), both descending. Each filter is asked separately with
+        two index-covered queries (ties of the cursor's value, then older values) and the pages are merged,
+        so an agent's several groups never make the store sort a whole queue.
+        """
+        after = decode_cursor(cursor) if cursor else None
+        fields = projection or SUMMARY_FIELDS
+        order = [(sort, DESCENDING), ("number", DESCENDING)]
+        found: dict[str, dict[str, Any]] = {}
+        for query in filters:
+            parts = [query]
+            if after is not None:
+                value, number = after
+                parts = [{**query, sort: value, "number": {"$lt": number}}, {**query, sort: {"$lt": value}}]
+            taken = 0
+            for part in parts:
+                if taken > limit:
+                    break
+                async for doc in self.tickets.find(part, fields).sort(order).limit(limit + 1 - taken):
+                    found[doc["_id"]] = doc
+                    taken += 1
+        docs = sorted(found.values(), key=lambda d: (_sortable(d.get(sort)), d["number"]), reverse=True)
         more = len(docs) > limit
         docs = docs[:limit]
-        return docs, encode_cursor(docs[-1]["updated_at"], docs[-1]["number"]) if more else None
+        return docs, encode_cursor(docs[-1].get(sort), docs[-1]["number"]) if more else None
 
-    async def count(self, query: dict[str, Any]) -> int:
-        """Count tickets matching a query."""
-        return await self.tickets.count_documents(query)
+    async def count(self, filters: list[dict[str, Any]]) -> int:
+        """Count tickets matching any of `filters` (disjoint by construction); index-only on the store."""
+        total = 0
+        for query in filters:
+            result = await self.db.command("count", self.tickets.name, query=query)
+            total += int(result["n"])
+        return total
 
     async def detail(self, query: dict[str, Any]) -> dict[str, Any] | None:
         """Return one whole ticket (without its outbox) matching a query."""
         return await self.tickets.find_one(query, HIDDEN_FIELDS)
 
 
-def encode_cursor(updated_at: datetime, number: int) -> str:
-    """Return an opaque cursor for keyset pagination."""
-    return base64.urlsafe_b64encode(json.dumps({"u": updated_at.isoformat(), "n": number}).encode()).decode()
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
+def _sortable(value: Any) -> Any:
+    if value is None:
+        return EPOCH
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def encode_cursor(value: Any, number: int) -> str:
+    """Return an opaque cursor for keyset pagination (sort value and ticket number of the last row)."""
+    if isinstance(value, datetime):
+        raw: Any = {"d": _sortable(value).isoformat()}
+    elif value is None:
+        raw = {"d": EPOCH.isoformat()}
+    else:
+        raw = {"v": value}
+    return base64.urlsafe_b64encode(json.dumps({**raw, "n": number}).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[Any, int]:
     """Read a cursor made by `encode_cursor` (ValueError when it is not one)."""
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(str(data["u"])), int(data["n"])
+        value = datetime.fromisoformat(str(data["d"])) if "d" in data else data["v"]
+        if not isinstance(value, datetime | int | str) or isinstance(value, bool):
+            raise ValueError("invalid cursor value")
+        return value, int(data["n"])
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError("invalid cursor") from exc

@@ -1,0 +1,570 @@
+"""Ticket commands: who may do what, which values are valid, which workflow moves are allowed.
+
+Pure functions over the ticket document (a dict), the configuration and contract models; no I/O.
+Each returns the new document or a `Change` with the events to publish, or raises a `Refused` error
+whose message tells a person exactly what to fix.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from contracts.commands import AddComment, CloseTicket, CreateTicket, FollowTicket, UpdateTicket
+from contracts.events import Comment, FieldChange
+from contracts.models import Actor, Address
+
+from contracts import CommentAdded, TicketAssigned, TicketClosed, TicketCreated, TicketUpdated, derived_id
+from tickets.config import PHASE_OF, Config, TicketType
+from tickets.domain import Change, Invalid, Refused, activity, new_document, snapshot, status_fields
+
+MAX_TITLE = 1000
+MAX_TEXT_FIELD = 100_000
+MAX_TAGS = 50
+MAX_CC = 50
+DURATION = re.compile(r"^(\d{1,4})([hdw])$")
+DURATION_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+AGENT_ROLES = ("admin", "agent")
+# Fields a customer may give when creating a ticket; everything else is for agents.
+CUSTOMER_FIELDS = {"title", "description", "type", "category", "cc", "organisation"}
+
+
+class Forbidden(Refused):
+    """The actor may not do this."""
+
+    status = 403
+
+
+class NotFound(Refused):
+    """No such ticket, or not one the actor may see."""
+
+    status = 404
+
+
+class WorkflowRefused(Refused):
+    """The change breaks a workflow rule."""
+
+    status = 409
+
+
+class VersionConflict(Refused):
+    """The change was based on an old version and others changed the same fields meanwhile."""
+
+    status = 409
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The person a command or query acts for."""
+
+    id: str
+    role: str
+    email: str | None = None
+    groups: tuple[str, ...] = ()
+    organisation: str | None = None
+    name: str = ""
+
+    def actor(self) -> Actor:
+        """Return the actor recorded on changes."""
+        role = self.role if self.role in ("customer", "agent", "light_agent", "admin", "system") else "system"
+        return Actor(role=role, id=self.id, email=self.email, name=self.name)  # type: ignore[arg-type]
+
+
+def viewer_of(actor: Actor, groups: tuple[str, ...] = ("*",), organisation: str | None = None) -> Viewer:
+    """Return the viewer for a command's actor; by default one an integration vouches for in every group.
+
+    Commands from Kafka come from trusted producers (topic ACLs): the tickets service does not know the
+    actor's groups, so it checks the role's rights but not group membership.
+    """
+    return Viewer(
+        id=actor.id or actor.email or "system",
+        role=actor.role,
+        email=(actor.email or "").lower() or None,
+        groups=groups,
+        organisation=organisation,
+        name=actor.name,
+    )
+
+
+def can_see(v: Viewer, ticket: dict[str, Any], *, organisation_visible: bool = False) -> bool:
+    """Tell whether a viewer may see a ticket (the same rule as the store's queries)."""
+    if v.role in ("admin", "system"):
+        return True
+    if v.role == "customer":
+        if v.email and ticket.get("requester", {}).get("email", "").lower() == v.email:
+            return True
+        return bool(organisation_visible and v.organisation and ticket.get("organisation") == v.organisation)
+    return ticket.get("group") is None or ticket.get("group") in v.groups or "*" in v.groups
+
+
+# --------------------------------------------------------------------------- values
+
+
+def _duration(value: Any, name: str) -> timedelta:
+    match = DURATION.match(str(value)) if isinstance(value, str) else None
+    if not match or int(match.group(1)) == 0:
+        raise Invalid(f"`{name}` must be a duration like `12h`, `3d` or `2w`", fields=(name,))
+    return int(match.group(1)) * DURATION_UNITS[match.group(2)]
+
+
+def _datetime(value: Any, name: str) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    raise Invalid(f"`{name}` must be a date and time (ISO 8601)", fields=(name,))
+
+
+def _text(value: Any, name: str, limit: int, *, required: bool = False) -> str:
+    if not isinstance(value, str):
+        raise Invalid(f"`{name}` must be text", fields=(name,))
+    value = value.strip() if name == "title" else value
+    if len(value) > limit:
+        raise Invalid(f"`{name}` is longer than {limit} characters", fields=(name,))
+    if required and not value.strip():
+        raise Invalid(f"`{name}` must not be empty", fields=(name,))
+    return value
+
+
+def _key(value: Any, name: str, allowed: list[str], *, nullable: bool = True) -> str | None:
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str) or value not in allowed:
+        choices = ", ".join(allowed) or "none configured"
+        raise Invalid(f"`{name}` must be one of: {choices}", fields=(name,))
+    return value
+
+
+def _user(value: Any, name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_.@+-]{1,100}", value):
+        raise Invalid(f"`{name}` must be a user or group id (letters, digits, _ . @ + -)", fields=(name,))
+    return value
+
+
+def _custom_value(config: Config, key: str, value: Any) -> Any:
+    definition = config.custom(key)
+    name = f"custom.{key}"
+    if definition is None:
+        raise Invalid(f"unknown custom field `{key}`", fields=(name,))
+    if not definition.used:
+        raise Invalid(f"custom field `{key}` is not used", fields=(name,))
+    if value is None:
+        return None
+    kind = definition.kind
+    if kind == "text":
+        return _text(value, name, 10_000)
+    if kind == "number":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise Invalid(f"`{name}` must be a number", fields=(name,))
+        return value
+    if kind == "date":
+        if isinstance(value, str):
+            try:
+                return date.fromisoformat(value).isoformat()
+            except ValueError:
+                pass
+        raise Invalid(f"`{name}` must be a date (YYYY-MM-DD)", fields=(name,))
+    if kind == "checkbox":
+        if not isinstance(value, bool):
+            raise Invalid(f"`{name}` must be true or false", fields=(name,))
+        return value
+    return _key(value, name, definition.options)
+
+
+def _addresses(value: Any, name: str) -> list[dict[str, str]]:
+    if not isinstance(value, list) or len(value) > MAX_CC:
+        raise Invalid(f"`{name}` must be a list of at most {MAX_CC} addresses", fields=(name,))
+    out = []
+    for item in value:
+        raw = item.model_dump() if isinstance(item, Address) else item
+        if isinstance(raw, str):
+            raw = {"email": raw}
+        try:
+            address = Address(**raw) if isinstance(raw, dict) else None
+        except (TypeError, ValueError):
+            address = None
+        if address is None or "@" not in address.email:
+            raise Invalid(f"`{name}` has an entry that is not an email address", fields=(name,))
+        out.append({"email": address.email.lower(), "name": address.name})
+    return out
+
+
+def normalise(values: dict[str, Any], config: Config, ticket_type: TicketType, *, now: datetime) -> dict[str, Any]:
+    """Validate field values against the configuration; return them in stored form (or raise Invalid)."""
+    out: dict[str, Any] = {}
+    custom: dict[str, Any] = {}
+    for name, value in values.items():
+        if name.startswith("custom."):
+            custom[name.removeprefix("custom.")] = value
+            continue
+        if name == "custom":
+            if not isinstance(value, dict):
+                raise Invalid("`custom` must be an object of custom field values", fields=("custom",))
+            custom.update(value)
+            continue
+        if name == "dormant_for":
+            out["wake_at"] = now + _duration(value, name)
+            continue
+        if name not in config.fields and name not in _KNOWN:
+            raise Invalid(f"unknown field `{name}`", fields=(name,))
+        if not config.rule(name).used:
+            raise Invalid(f"field `{name}` is not used in this helpdesk", fields=(name,))
+        out[name] = _convert(name, value, config, ticket_type, now)
+    for key, value in custom.items():
+        out[f"custom.{key}"] = _custom_value(config, str(key), value)
+    return out
+
+
+_KNOWN = {
+    "title",
+    "description",
+    "type",
+    "status",
+    "priority",
+    "category",
+    "group",
+    "handler",
+    "organisation",
+    "cc",
+    "tags",
+    "dormant_until",
+    "recurrence",
+}
+
+
+def _convert(name: str, value: Any, config: Config, ticket_type: TicketType, now: datetime) -> Any:
+    if name == "title":
+        return _text(value, name, MAX_TITLE, required=True)
+    if name == "description":
+        return _text(value, name, MAX_TEXT_FIELD)
+    if name == "type":
+        return _key(value, name, [t.key for t in config.types], nullable=False)
+    if name == "status":
+        return _key(value, name, [s.key for s in ticket_type.statuses], nullable=False)
+    if name == "priority":
+        return _key(value, name, [p.key for p in config.priorities], nullable=False)
+    if name == "category":
+        return _key(value, name, [c.key for c in config.categories])
+    if name in ("group", "handler"):
+        return _user(value, name)
+    if name == "organisation":
+        return None if value is None else _text(value, name, 200)
+    if name == "cc":
+        return _addresses(value, name)
+    if name == "tags":
+        if not isinstance(value, list) or len(value) > MAX_TAGS:
+            raise Invalid(f"`tags` must be a list of at most {MAX_TAGS} tags", fields=("tags",))
+        tags = []
+        for tag in value:
+            if not isinstance(tag, str) or not re.fullmatch(r"[\w.-]{1,50}", tag):
+                raise Invalid("a tag is 1–50 letters, digits, _ . or -", fields=("tags",))
+            tags.append(tag.lower())
+        return sorted(set(tags))
+    if name == "dormant_until":
+        return None if value is None else _datetime(value, name)
+    if name == "recurrence":
+        if value is None:
+            return None
+        if not isinstance(value, dict) or set(value) - {"every", "status"} or "every" not in value:
+            raise Invalid("`recurrence` is {every: '1w', status: 'new'|'open'}", fields=("recurrence",))
+        every = _duration(value["every"], "recurrence.every")
+        status = value.get("status", "new")
+        if status not in ("new", "open"):
+            raise Invalid("`recurrence.status` must be `new` or `open`", fields=("recurrence",))
+        return {"every": value["every"], "status": status, "next_at": now + every}
+    raise Invalid(f"unknown field `{name}`", fields=(name,))  # pragma: no cover - _KNOWN guards this
+
+
+# --------------------------------------------------------------------------- documents
+
+
+def create(
+    cmd: CreateTicket,
+    config: Config,
+    v: Viewer,
+    *,
+    ticket_id: str,
+    number: int,
+    now: datetime,
+    templates: dict[str, Any],
+) -> tuple[dict[str, Any], list[Any]]:
+    """Return the new ticket and its events for a create command (or raise Refused)."""
+    if v.role == "light_agent":
+        raise Forbidden("light agents cannot create tickets")
+    fields: dict[str, Any] = {}
+    if cmd.template:
+        template = templates.get(cmd.template)
+        if template is None:
+            raise Invalid(f"unknown ticket template `{cmd.template}`", fields=("template",))
+        fields.update(template.get("fields", {}))
+    fields.update(cmd.fields)
+    if v.role == "customer":
+        extra = sorted(set(cmd.fields) - CUSTOMER_FIELDS)
+        if extra:
+            raise Forbidden(f"customers cannot set {', '.join(extra)}", fields=tuple(extra))
+    type_key = fields.get("type") or config.types[0].key
+    ticket_type = config.type(type_key) if isinstance(type_key, str) else None
+    if ticket_type is None:
+        raise Invalid(f"`type` must be one of: {', '.join(t.key for t in config.types)}", fields=("type",))
+    values = normalise(fields, config, ticket_type, now=now)
+    missing = [
+        name
+        for name in ["title", *config.fields]
+        if config.rule(name).used and config.rule(name).required and values.get(name) in (None, "", [])
+    ]
+    missing += [
+        f"custom.{c.key}"
+        for c in config.custom_fields
+        if c.used and c.required and values.get(f"custom.{c.key}") is None
+    ]
+    if missing:
+        raise Invalid(f"required: {', '.join(missing)}", fields=tuple(missing))
+    if v.role == "customer":
+        requester = {"email": v.email or "", "name": v.name}
+    elif cmd.requester is not None:
+        requester = {"email": cmd.requester.email.lower(), "name": cmd.requester.name}
+    else:
+        raise Invalid("`requester` is required when an agent creates a ticket", fields=("requester",))
+    status = values.get("status")
+    if status is not None:
+        target = ticket_type.status(status)
+        if target is not None and target.category != "new" and not values.get("handler"):
+            raise WorkflowRefused("a ticket needs a handler before it can leave New", fields=("status", "handler"))
+    actor = v.actor()
+    doc = new_document(
+        ticket_id=ticket_id,
+        number=number,
+        title=values.pop("title"),
+        ticket_type=ticket_type,
+        requester=requester,
+        channel=cmd.channel,
+        actor=actor,
+        now=now,
+        values={k: val for k, val in values.items() if k != "type"},
+    )
+    if cmd.template:
+        doc["activity"].append(activity(now, actor, "template", f"from template {cmd.template}"))
+    doc["applied"] = [cmd.command_id]
+    return doc, [TicketCreated(ticket=snapshot(doc), description=doc["description"], actor=actor, cause=None)]
+
+
+def _check_version(ticket: dict[str, Any], expected: int | None, touched: set[str], config: Config) -> None:
+    if expected is None or expected == ticket["version"]:
+        return
+    if expected > ticket["version"]:
+        raise VersionConflict(f"version {expected} is newer than the ticket's {ticket['version']}")
+    changed = sorted(f for f, ver in ticket.get("fv", {}).items() if ver > expected)
+    if config.settings.concurrent_edits == "refuse":
+        raise VersionConflict(
+            f"the ticket changed since version {expected}: {', '.join(changed) or 'its conversation'} "
+            "changed meanwhile; reload and try again",
+            fields=tuple(changed),
+        )
+    overlap = sorted(set(changed) & touched)
+    if overlap:
+        raise VersionConflict(
+            f"{', '.join(overlap)} changed since version {expected}; reload and try again", fields=tuple(overlap)
+        )
+
+
+def _require_agent(v: Viewer, what: str) -> None:
+    if v.role not in (*AGENT_ROLES, "system"):
+        raise Forbidden(f"only agents can {what}")
+
+
+def update(ticket: dict[str, Any], cmd: UpdateTicket, config: Config, v: Viewer, *, now: datetime) -> Change:
+    """Return the change an update command makes (fields, workflow, assignment, move), or raise Refused."""
+    _require_agent(v, "change ticket fields")
+    if "status" in cmd.fields and v.role == "customer":
+        raise Forbidden("customers cannot change the status")
+    type_key = cmd.fields.get("type", ticket["type"])
+    ticket_type = config.type(type_key) if isinstance(type_key, str) else None
+    if ticket_type is None:
+        raise Invalid(f"`type` must be one of: {', '.join(t.key for t in config.types)}", fields=("type",))
+    values = normalise(dict(cmd.fields), config, ticket_type, now=now)
+    if "title" in values and not values["title"]:
+        raise Invalid("`title` must not be empty", fields=("title",))
+    actor = v.actor()
+    log: list[dict[str, Any]] = []
+    new: dict[str, Any] = {}
+    # a move to another type keeps the status when the type has it, else the first of the same category
+    if values.get("type", ticket["type"]) != ticket["type"] and "status" not in values:
+        current = ticket["status"]
+        if ticket_type.status(current) is None:
+            same = ticket_type.first(ticket["status_category"]) or ticket_type.statuses[0]
+            values["status"] = same.key
+            log.append(activity(now, actor, "move", f"status {current} has no match in {ticket_type.name}: {same.key}"))
+    if "status" in values:
+        old_type = config.type(ticket["type"])
+        if (
+            values.get("type", ticket["type"]) == ticket["type"]
+            and old_type
+            and not old_type.allows(ticket["status"], values["status"])
+        ):
+            allowed = old_type.transitions.get(ticket["status"], [])
+            raise WorkflowRefused(
+                f"the {old_type.name} workflow does not allow {ticket['status']} → {values['status']}; "
+                f"allowed: {', '.join(allowed) or 'none'}",
+                fields=("status",),
+            )
+        new.update(status_fields(ticket_type, values.pop("status")))
+    custom = {k.removeprefix("custom."): values.pop(k) for k in [k for k in values if k.startswith("custom.")]}
+    new.update(values)
+    for key, value in custom.items():
+        new[f"custom.{key}"] = value
+    if "dormant_until" in new and new["dormant_until"] is not None:
+        new["wake_at"] = new["dormant_until"]
+    changes = [
+        FieldChange(field=name, old=_get(ticket, name), new=value)
+        for name, value in new.items()
+        if _get(ticket, name) != value and name not in ("status_category", "phase")
+    ]
+    touched = {c.field for c in changes}
+    _check_version(ticket, cmd.expected_version, touched | set(cmd.fields), config)
+    if not changes:
+        return Change()
+    after = {**ticket, **{k: v_ for k, v_ in new.items() if not k.startswith("custom.")}}
+    leaving_new = ticket["status_category"] == "new" and after.get("status_category", "new") != "new"
+    if leaving_new and not after.get("handler"):
+        raise WorkflowRefused("a ticket needs a handler before it can leave New", fields=("status", "handler"))
+    version = ticket["version"] + 1
+    set_fields: dict[str, Any] = {
+        **{k: val for k, val in new.items()},
+        "updated_at": now,
+        "last_updated_by": actor.model_dump(),
+        **{f"fv.{c.field}": version for c in changes},
+    }
+    category = after.get("status_category")
+    if category != ticket["status_category"]:
+        if category == "resolved":
+            set_fields["resolved_at"] = now
+        if category == "closed":
+            set_fields["closed_at"] = now
+        if PHASE_OF[str(category)] == "active" and ticket["status_category"] in ("resolved", "closed"):
+            set_fields["resolved_at"] = set_fields["closed_at"] = None
+    for c in changes:
+        log.append(activity(now, actor, "field", f"{c.field}: {_show(c.old)} → {_show(c.new)}"))
+    after.update({k: val for k, val in set_fields.items() if "." not in k})
+    after["version"] = version
+    snap = snapshot(after)
+    change = Change(set_fields=set_fields, push={"activity": log})
+    change.events.append(TicketUpdated(ticket=snap, changes=tuple(changes), actor=actor, reason=None))
+    by_field = {c.field: c for c in changes}
+    if "group" in by_field or "handler" in by_field:
+        change.events.append(
+            TicketAssigned(ticket=snap, group=by_field.get("group"), handler=by_field.get("handler"), actor=actor)
+        )
+    if category == "closed" and ticket["status_category"] != "closed":
+        change.events.append(TicketClosed(ticket=snap, actor=actor))
+    return change
+
+
+def _get(ticket: dict[str, Any], name: str) -> Any:
+    if name.startswith("custom."):
+        return ticket.get("custom", {}).get(name.removeprefix("custom."))
+    return ticket.get(name)
+
+
+def _show(value: Any) -> str:
+    if value is None or value == []:
+        return "—"
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="minutes")
+    if isinstance(value, list):
+        return ", ".join(str(x.get("email", x)) if isinstance(x, dict) else str(x) for x in value)
+    return str(value)
+
+
+def add_comment(
+    ticket: dict[str, Any], cmd: AddComment, config: Config, v: Viewer, *, now: datetime, html: str | None
+) -> Change:
+    """Return the change a comment makes (conversation, timestamps, the status rule), or raise Refused."""
+    allowed = {
+        "admin": {"public_reply", "internal_comment", "solution_note"},
+        "agent": {"public_reply", "internal_comment", "solution_note"},
+        "light_agent": {"internal_comment"},
+        "customer": {"customer_comment"},
+        "system": {"public_reply", "internal_comment", "solution_note", "customer_comment"},
+    }
+    if cmd.kind not in allowed.get(v.role, set()):
+        raise Forbidden(f"a {v.role.replace('_', ' ')} cannot add a {cmd.kind.replace('_', ' ')}")
+    if ticket["status_category"] == "closed" and v.role == "customer":
+        raise WorkflowRefused("the ticket is closed; open a new one")
+    actor = v.actor()
+    visibility = "internal" if cmd.kind in ("internal_comment", "solution_note") else "public"
+    comment = Comment(
+        comment_id=derived_id("comment", ticket["_id"], cmd.command_id),
+        visibility=visibility,
+        author=actor,
+        channel=cmd.channel,
+        text=cmd.text,
+        html=html,
+        created_at=now,
+    )
+    stored = {**comment.model_dump(), "kind": cmd.kind}
+    set_fields: dict[str, Any] = {"updated_at": now, "last_updated_by": actor.model_dump(), "last_comment_at": now}
+    changes: list[FieldChange] = []
+    ticket_type = config.type(ticket["type"])
+    new_status: str | None = None
+    if cmd.kind == "customer_comment":
+        set_fields["last_customer_comment_at"] = now
+        target = ticket_type.first(config.settings.status_after_customer_reply) if ticket_type else None  # type: ignore[arg-type]
+        # the system's rule, not a person's change: it may take an unassigned ticket out of New
+        if target and ticket["status_category"] != "dormant" and target.key != ticket["status"]:
+            new_status = target.key
+    elif cmd.kind == "public_reply":
+        if ticket.get("first_response_at") is None:
+            set_fields["first_response_at"] = now
+    if new_status and ticket_type:
+        set_fields.update(status_fields(ticket_type, new_status))
+        set_fields["fv.status"] = ticket["version"] + 1
+        changes.append(FieldChange(field="status", old=ticket["status"], new=new_status))
+    after = {**ticket, **{k: v_ for k, v_ in set_fields.items() if "." not in k}, "version": ticket["version"] + 1}
+    snap = snapshot(after)
+    log = [activity(now, actor, "comment", f"{cmd.kind.replace('_', ' ')} via {cmd.channel}")]
+    if changes:
+        log.append(activity(now, Actor(role="system"), "status", f"{ticket['status']} → {new_status} (customer reply)"))
+    change = Change(set_fields=set_fields, push={"comments": [stored], "activity": log})
+    change.events.append(CommentAdded(ticket=snap, comment=comment, author_role=actor.role, kind=cmd.kind))
+    if changes:
+        change.events.append(
+            TicketUpdated(ticket=snap, changes=tuple(changes), actor=actor, reason="status after a customer's reply")
+        )
+    return change
+
+
+def follow(ticket: dict[str, Any], cmd: FollowTicket, v: Viewer, *, now: datetime) -> Change:
+    """Return the change of following or unfollowing a ticket."""
+    if v.role not in ("admin", "agent", "light_agent"):
+        raise Forbidden("only agents can follow tickets")
+    actor = v.actor()
+    if cmd.follow:
+        return Change(
+            add_to_set={"followers": [v.id]}, push={"activity": [activity(now, actor, "follow", "started following")]}
+        )
+    return Change(pull={"followers": v.id}, push={"activity": [activity(now, actor, "follow", "stopped following")]})
+
+
+def close(ticket: dict[str, Any], cmd: CloseTicket, config: Config, v: Viewer, *, now: datetime) -> Change:
+    """Return the change of closing a ticket (the type's first closed status), or raise Refused."""
+    ticket_type = config.type(ticket["type"])
+    target = ticket_type.first("closed") if ticket_type else None
+    if target is None:
+        raise WorkflowRefused(f"type {ticket['type']} has no closed status")
+    update_cmd = UpdateTicket(
+        command_id=cmd.command_id,
+        actor=cmd.actor,
+        number=cmd.number,
+        expected_version=cmd.expected_version,
+        fields={"status": target.key},
+    )
+    return update(ticket, update_cmd, config, v, now=now)
