@@ -1,36 +1,41 @@
 """Full-text search over tickets: an inverted index kept in the store, bucketed by ticket number.
 
-A posting document holds, for one term and one bucket of ticket numbers (`number // BUCKET`), the numbers
-of the tickets in that bucket whose text has the term. The only index is (term, bucket), and every query
-is either by `_id` or by term with a bucket range, sorted by bucket, with a limit: the shapes that the
-local FerretDB store runs through an index, and that MongoDB runs through one too. A query walks buckets
-from the newest down, intersecting the terms' numbers bucket by bucket, so a page costs a few reads
-however many tickets there are.
+A posting document holds, for one term and one bucket of ticket numbers (`number // BUCKET`), a bitmap of
+the tickets in that bucket whose text has the term: bit `number % BUCKET`, kept in 64-bit integer fields
+`w0`, `w1`, ... so that adding or removing a ticket is one atomic, idempotent `$bit` update, and reading
+a bucket decodes at most BUCKET / 64 numbers instead of one array element per ticket. The only index is
+(term, bucket), and every query is by `_id` or by term with a bucket bound, sorted by bucket, with a
+limit: the shapes the local FerretDB store runs through an index, and MongoDB too. A query walks buckets
+from the newest down, intersecting the terms' bitmaps bucket by bucket.
 
-A small record per ticket lists the terms indexed for it, so re-indexing a ticket whose title changed
-can take the ticket out of the postings of words it no longer has, and adding a comment writes only
-the postings of words that are new to the ticket. Postings are written before the record, and every
-write is idempotent, so an index call that is retried after a crash finishes the job.
+A record per ticket lists the terms indexed for it, so that re-indexing a ticket whose title changed
+takes it out of the postings of words it no longer has, and a new comment writes only the postings of
+words new to the ticket. Postings are written before the record and every write is idempotent, so an
+index call retried after a crash finishes the job.
 """
 
 import asyncio
 import base64
 import binascii
+import itertools
 import json
 import re
 import unicodedata
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
+from bson.int64 import Int64
 from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 POSTINGS = "search_postings"
 RECORDS = "search_tickets"
 
-BUCKET = 1024  # ticket numbers per posting document (measured, see the module's benchmark notes in the report)
+BUCKET = 16384  # ticket numbers per posting document: a multiple of 64 (see the benchmark in the report)
+WORD = 64
+MASK = (1 << WORD) - 1
 MIN_WORD = 2
 MAX_WORD = 40
 MAX_EMAIL = 100
@@ -40,18 +45,23 @@ MAX_QUERY_CHARS = 1000
 MAX_QUERY_TERMS = 8
 MAX_LIMIT = 200
 MAX_CANDIDATES = 2000  # numbers handed to `visible` in one call, at most
-MAX_POSTINGS_READ = 3000  # posting documents read in one call, at most
-MAX_PAGE = 64  # posting documents of the rarest term read in one round
-MAX_IN = 500  # the store runs `$in` through an index only up to this many values
+MAX_POSTINGS_READ = 1000  # posting documents read in one call, at most
+MAX_PAGE = 32  # posting documents of the rarest term read in one round, at most
+MAX_IN = 500  # the local store runs `$in` through an index only up to this many values
 VISIBLE_BATCH = 500
-WRITE_RETRIES = 3
+WRITE_RETRIES = 5
 DUPLICATE_KEY = 11000
 
 Visible = Callable[[list[int]], Awaitable[list[dict[str, Any]]]]
+Bitmap = dict[int, int]  # word index -> 64 bits (unsigned), only non-zero words
 
 
 class InvalidQuery(ValueError):
     """A search query or cursor that cannot be run (too long, too many words, not a string, bad cursor)."""
+
+
+class RecordConflict(RuntimeError):
+    """The record of a ticket's terms kept changing while it was being indexed (retry the message later)."""
 
 
 def _marks() -> str:
@@ -163,45 +173,84 @@ def posting_id(term: str, bucket: int) -> str:
 
 
 def postings_for(number: int, texts: Iterable[str]) -> dict[str, list[int]]:
-    """Return the posting `_id`s a ticket belongs in, each with the numbers to add there (just this one)."""
+    """Return the `_id`s of the posting documents a ticket belongs in, each with the numbers it adds there."""
     bucket = number // BUCKET
     return {posting_id(term, bucket): [number] for term in ticket_terms(texts)}
 
 
-def record_document(number: int, texts: Iterable[str]) -> dict[str, Any]:
-    """Return the record of the terms indexed for one ticket, as `SearchIndex` keeps it."""
-    return {"_id": _record_id(number), "terms": ticket_terms(texts)}
-
-
 def bulk_documents(pairs: Iterable[tuple[int, Iterable[str]]]) -> Iterator[dict[str, Any]]:
-    """Yield whole posting documents for (number, texts) pairs given in ascending bucket order, for insert_many.
+    """Yield whole posting documents for (number, texts) pairs given in ascending number order, for insert_many.
 
-    A bucket's documents are yielded once a ticket of a later bucket (or the end) shows the bucket is complete,
-    so memory holds one bucket at a time. A pair that goes back to a finished bucket is a ValueError.
+    A bucket's documents are yielded once a ticket of a later bucket (or the end) shows that the bucket is
+    complete, so memory holds one bucket at a time. Going back to a finished bucket is a ValueError.
     """
     return _documents((number, ticket_terms(texts)) for number, texts in pairs)
 
 
 def _documents(pairs: Iterable[tuple[int, list[str]]]) -> Iterator[dict[str, Any]]:
     current: int | None = None
-    terms: dict[str, list[int]] = {}
-    for number, ticket in pairs:
-        bucket = number // BUCKET
+    bitmaps: dict[str, int] = {}
+    for number, terms in pairs:
+        bucket, offset = divmod(number, BUCKET)
         if current is not None and bucket < current:
             raise ValueError(f"ticket {number} comes after bucket {current} was finished: sort the pairs by number")
         if bucket != current:
             if current is not None:
-                yield from _bucket_documents(current, terms)
-            current, terms = bucket, {}
-        for term in ticket:
-            terms.setdefault(term, []).append(number)
+                yield from _bucket_documents(current, bitmaps)
+            current, bitmaps = bucket, {}
+        bit = 1 << offset
+        for term in terms:
+            bitmaps[term] = bitmaps.get(term, 0) | bit
     if current is not None:
-        yield from _bucket_documents(current, terms)
+        yield from _bucket_documents(current, bitmaps)
 
 
-def _bucket_documents(bucket: int, terms: dict[str, list[int]]) -> Iterator[dict[str, Any]]:
-    for term, numbers in terms.items():
-        yield {"_id": posting_id(term, bucket), "t": term, "b": bucket, "n": sorted(set(numbers))}
+def _bucket_documents(bucket: int, bitmaps: dict[str, int]) -> Iterator[dict[str, Any]]:
+    for term, bits in bitmaps.items():
+        doc: dict[str, Any] = {"_id": posting_id(term, bucket), "t": term, "b": bucket}
+        for index in range(BUCKET // WORD):
+            word = (bits >> (index * WORD)) & MASK
+            if word:
+                doc[f"w{index}"] = _int64(word)
+        yield doc
+
+
+def _int64(word: int) -> Int64:
+    """Return 64 unsigned bits as the signed integer BSON stores."""
+    return Int64(word - (1 << WORD) if word >> (WORD - 1) else word)
+
+
+def _bitmap(doc: dict[str, Any]) -> Bitmap:
+    """Return the non-zero words of a posting document, unsigned."""
+    words: Bitmap = {}
+    for key, value in doc.items():
+        if key[0] == "w" and key[1:].isdigit() and isinstance(value, int) and value:
+            words[int(key[1:])] = value & MASK
+    return words
+
+
+def _below(words: Bitmap, limit: int) -> Bitmap:
+    """Return the words with only the bits of offsets below `limit` left."""
+    kept: Bitmap = {}
+    for index, word in words.items():
+        if (index + 1) * WORD <= limit:
+            kept[index] = word
+        elif index * WORD < limit:
+            word &= (1 << (limit - index * WORD)) - 1
+            if word:
+                kept[index] = word
+    return kept
+
+
+def _numbers(bucket: int, words: Bitmap) -> Iterator[int]:
+    """Yield the ticket numbers of a bucket's bitmap, highest first."""
+    base = bucket * BUCKET
+    for index in sorted(words, reverse=True):
+        word = words[index]
+        while word:
+            top = word.bit_length() - 1
+            yield base + index * WORD + top
+            word ^= 1 << top
 
 
 def _record_id(number: int) -> str:
@@ -225,34 +274,43 @@ def decode_cursor(cursor: str) -> int:
 
 
 class _Walk:
-    """The numbers of tickets that have every term, newest first, read bucket page by bucket page."""
+    """The numbers of the tickets that have every term, highest first, read a page of buckets at a time."""
 
     def __init__(self, postings: AsyncCollection[dict[str, Any]], terms: list[str], below: int | None) -> None:
         self._postings = postings
         self._driver, self._others = terms[0], terms[1:]
         self._below = below
-        self._top = None if below is None else (below - 1) // BUCKET  # highest bucket still to read
-        self._page = 4
+        self._top = None if below is None else (below - 1) // BUCKET  # highest bucket not read yet
+        self._page = 2
         self._max_page = min(MAX_PAGE, MAX_IN // max(1, len(self._others)))
+        self._ready: Iterator[int] = iter(())
         self.read = 0
-        self.finished = False  # nothing more will come
-        self.exhausted = False  # ... because every bucket was read (not because of the read budget)
+        self.finished = False  # every bucket was read, or the read budget is spent
+        self.exhausted = False  # every bucket was read
 
     @property
     def position(self) -> int:
-        """Return the bound below which numbers have not been read yet."""
+        """Return the bound below which numbers have not been looked at yet."""
         return 0 if self._top is None or self._top < 0 else (self._top + 1) * BUCKET
 
-    async def next(self) -> list[int]:
-        """Return the hits of the next page of buckets, newest first (maybe none); sets `finished` at the end."""
-        if self.finished:
-            return []
+    async def take(self, count: int) -> list[int]:
+        """Return up to `count` more numbers, highest first; fewer only once `finished`."""
+        out: list[int] = []
+        while len(out) < count:
+            out.extend(itertools.islice(self._ready, count - len(out)))
+            if len(out) < count:
+                if self.finished:
+                    break
+                self._ready = await self._next_page()
+        return out
+
+    async def _next_page(self) -> Iterator[int]:
         if self.read >= MAX_POSTINGS_READ:
             self.finished = True
-            return []
+            return iter(())
         if self._top is not None and self._top < 0:
             self.finished = self.exhausted = True
-            return []
+            return iter(())
         query: dict[str, Any] = {"t": self._driver}
         if self._top is not None:
             query["b"] = {"$lte": self._top}
@@ -261,25 +319,32 @@ class _Walk:
         if len(page) < self._page:
             self.finished = self.exhausted = True
         if not page:
-            return []
+            return iter(())
         self._top = int(page[-1]["b"]) - 1
         self._page = min(self._page * 2, self._max_page)
-        alive = {int(doc["b"]): set(doc["n"]) for doc in page}
+        alive = {int(doc["b"]): _bitmap(doc) for doc in page}
         for term in self._others:
-            ids = [posting_id(term, bucket) for bucket in alive]
-            found = {int(doc["b"]): doc["n"] async for doc in self._postings.find({"_id": {"$in": ids}})}
-            self.read += len(found)
-            alive = {b: numbers.intersection(found[b]) for b, numbers in alive.items() if b in found}
-            alive = {b: numbers for b, numbers in alive.items() if numbers}
+            alive = {bucket: words for bucket, words in alive.items() if words}
             if not alive:
                 break
-        hits = [n for numbers in alive.values() for n in numbers if self._below is None or n < self._below]
-        hits.sort(reverse=True)
-        return hits
+            ids = [posting_id(term, bucket) for bucket in alive]
+            found = {int(doc["b"]): _bitmap(doc) async for doc in self._postings.find({"_id": {"$in": ids}})}
+            self.read += len(found)
+            alive = {bucket: _and(words, found.get(bucket, {})) for bucket, words in alive.items()}
+        if self._below is not None:
+            last = (self._below - 1) // BUCKET
+            if last in alive:
+                alive[last] = _below(alive[last], self._below - last * BUCKET)
+        return (number for bucket in sorted(alive, reverse=True) for number in _numbers(bucket, alive[bucket]))
+
+
+def _and(a: Bitmap, b: Bitmap) -> Bitmap:
+    both = {index: word & b[index] for index, word in a.items() if index in b}
+    return {index: word for index, word in both.items() if word}
 
 
 class SearchIndex:
-    """The tickets' full-text index in the store: write postings for tickets, answer queries page by page."""
+    """The tickets' full-text index in the store: writes the postings of tickets, answers queries page by page."""
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self.db = db
@@ -291,40 +356,46 @@ class SearchIndex:
         await self.postings.create_index([("t", ASCENDING), ("b", DESCENDING)], name="term_bucket")
 
     async def index_texts(self, number: int, texts: Iterable[str]) -> None:
-        """Make a ticket findable by the terms of these texts (adds to what it has; safe to repeat)."""
+        """Make a ticket findable by the terms of these texts, besides those it has (safe to repeat)."""
         terms = ticket_terms(texts)
-        known = await self._known(number)
-        room = max(0, MAX_TERMS_PER_TICKET - len(known))
-        new = [term for term in terms if term not in known][:room]
-        if not new:
-            return
-        await self._write(number, add=new, remove=[])
-        await self.records.update_one(
-            {"_id": _record_id(number)}, {"$addToSet": {"terms": {"$each": new}}}, upsert=True
-        )
+        for _ in range(WRITE_RETRIES):
+            record = await self._record(number)
+            known = _terms(record)
+            room = max(0, MAX_TERMS_PER_TICKET - len(known))
+            new = [term for term in terms if term not in known][:room]
+            if not new:
+                return
+            await self._write(number, add=new, remove=[])
+            if await self._save(number, record, [*known, *new]):
+                return
+        raise RecordConflict(f"the search record of ticket {number} kept changing")
 
     async def reindex(self, number: int, texts: Iterable[str]) -> None:
-        """Make a ticket findable by exactly the terms of these texts (all of its texts; safe to repeat)."""
+        """Make a ticket findable by exactly the terms of these texts (pass all of its texts; safe to repeat)."""
         terms = ticket_terms(texts)
-        known = await self._known(number)
         wanted = set(terms)
-        add = [term for term in terms if term not in known]
-        remove = sorted(known - wanted)
-        if not add and not remove:
-            return
-        await self._write(number, add=add, remove=remove)
-        await self.records.update_one({"_id": _record_id(number)}, {"$set": {"terms": terms}}, upsert=True)
+        for _ in range(WRITE_RETRIES):
+            record = await self._record(number)
+            known = _terms(record)
+            add = [term for term in terms if term not in known]
+            remove = [term for term in known if term not in wanted]
+            if not add and not remove:
+                return
+            await self._write(number, add=add, remove=remove)
+            if await self._save(number, record, terms):
+                return
+        raise RecordConflict(f"the search record of ticket {number} kept changing")
 
     async def bulk_load(self, pairs: Iterable[tuple[int, Iterable[str]]], *, batch: int = 5000) -> int:
-        """Insert the postings and records of many new tickets (ascending numbers, not indexed yet); return postings."""
-        pending: list[dict[str, Any]] = []
+        """Insert postings and records of tickets not indexed yet, given in ascending number order; return postings."""
         records: list[dict[str, Any]] = []
+        pending: list[dict[str, Any]] = []
         written = 0
 
         def remember(items: Iterable[tuple[int, Iterable[str]]]) -> Iterator[tuple[int, list[str]]]:
             for number, texts in items:
                 terms = ticket_terms(texts)
-                records.append({"_id": _record_id(number), "terms": terms})
+                records.append({"_id": _record_id(number), "terms": " ".join(terms)})
                 yield number, terms
 
         for doc in _documents(remember(pairs)):
@@ -348,9 +419,9 @@ class SearchIndex:
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Return the newest tickets that have every word of the query and that `visible` lets through, and a cursor.
 
-        `visible(numbers)` returns the summaries (with `number`) of those tickets the viewer may see. A page
-        holds at most `limit` tickets; it may hold fewer and still have a cursor when the work one call may do
-        ran out first. The cursor is None when nothing more can match.
+        `visible(numbers)` returns the summaries (with `number`) of those of the tickets the viewer may see.
+        A page holds at most `limit` tickets. It may hold fewer and still have a cursor when the work that
+        one call may do ran out first; the cursor is None when nothing more can match.
         """
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
             raise InvalidQuery(f"limit must be between 1 and {MAX_LIMIT}")
@@ -361,65 +432,79 @@ class SearchIndex:
         counts = await asyncio.gather(*(self._buckets(term) for term in terms))
         if 0 in counts:
             return [], None
-        ordered = [term for _, term in sorted(zip(counts, terms, strict=True))]
-        walk = _Walk(self.postings, ordered, below)
+        walk = _Walk(self.postings, [term for _, term in sorted(zip(counts, terms, strict=True))], below)
         hits: list[dict[str, Any]] = []
-        queue: list[int] = []
         checked = 0
-        size = limit + 1  # one more than the page, so a full page knows whether another follows
+        size = limit + 1  # one more than the page, so that a full page knows whether another follows
         while True:
-            while len(queue) < size and not walk.finished:
-                queue.extend(await walk.next())
-            if not queue:
+            batch = await walk.take(size)
+            if not batch:
                 return hits, None if walk.exhausted else encode_cursor(walk.position)
-            batch, queue = queue[:size], queue[size:]
             shown = {}
             for summary in await visible(batch):
                 number = summary.get("number") if isinstance(summary, dict) else None
                 if isinstance(number, int):
                     shown[number] = summary
-            for position, number in enumerate(batch):
+            for at, number in enumerate(batch):
                 if number in shown:
                     hits.append(shown[number])
                     if len(hits) == limit:
-                        more = position < len(batch) - 1 or queue or not walk.exhausted
+                        more = at < len(batch) - 1 or not walk.exhausted or bool(await walk.take(1))
                         return hits, encode_cursor(number) if more else None
             checked += len(batch)
             if checked >= MAX_CANDIDATES:
-                more = queue or not walk.exhausted
+                more = not walk.exhausted or bool(await walk.take(1))
                 return hits, encode_cursor(batch[-1]) if more else None
             size = min(VISIBLE_BATCH, size * 2, MAX_CANDIDATES - checked)
 
     async def _buckets(self, term: str) -> int:
-        """Return how many buckets hold a term (a count the store answers from the index alone)."""
+        """Return how many buckets hold a term (a count that the store answers from the index alone)."""
         reply = await self.db.command("count", POSTINGS, query={"t": term})
         return int(reply["n"])
 
-    async def _known(self, number: int) -> set[str]:
-        record = await self.records.find_one({"_id": _record_id(number)})
-        return set(record.get("terms") or []) if record else set()
+    async def _record(self, number: int) -> dict[str, Any] | None:
+        return await self.records.find_one({"_id": _record_id(number)})
+
+    async def _save(self, number: int, record: dict[str, Any] | None, terms: list[str]) -> bool:
+        """Replace the record of a ticket's terms unless it changed since it was read; tell whether it was saved."""
+        if record is None:
+            try:
+                await self.records.insert_one({"_id": _record_id(number), "terms": " ".join(terms)})
+            except DuplicateKeyError:
+                return False
+            return True
+        result = await self.records.update_one(
+            {"_id": _record_id(number), "terms": record.get("terms")}, {"$set": {"terms": " ".join(terms)}}
+        )
+        return result.matched_count == 1
 
     async def _write(self, number: int, *, add: list[str], remove: list[str]) -> None:
-        """Add the ticket to the postings of `add` and take it out of those of `remove` (idempotent)."""
-        bucket = number // BUCKET
+        """Set the ticket's bit in the postings of `add` and clear it in those of `remove` (idempotent)."""
+        bucket, offset = divmod(number, BUCKET)
+        field, bit = f"w{offset // WORD}", 1 << (offset % WORD)
         ops = [
             UpdateOne(
                 {"_id": posting_id(term, bucket)},
-                {"$addToSet": {"n": number}, "$setOnInsert": {"t": term, "b": bucket}},
+                {"$bit": {field: {"or": _int64(bit)}}, "$setOnInsert": {"t": term, "b": bucket}},
                 upsert=True,
             )
             for term in add
         ]
-        ops += [UpdateOne({"_id": posting_id(term, bucket)}, {"$pull": {"n": number}}) for term in remove]
+        ops += [
+            UpdateOne({"_id": posting_id(term, bucket)}, {"$bit": {field: {"and": _int64(MASK ^ bit)}}})
+            for term in remove
+        ]
         for attempt in range(WRITE_RETRIES):
             try:
                 await self.postings.bulk_write(ops, ordered=False)
-                break
+                return
             except BulkWriteError as exc:
-                # two tickets of one bucket may insert the same new posting at once; the loser just retries
+                # two tickets of one bucket may create the same posting at once; the loser's upsert is retried
                 errors = exc.details.get("writeErrors", [])
-                if attempt == WRITE_RETRIES - 1 or any(e.get("code") != DUPLICATE_KEY for e in errors):
+                if attempt == WRITE_RETRIES - 1 or any(error.get("code") != DUPLICATE_KEY for error in errors):
                     raise
-        ids = [posting_id(term, bucket) for term in remove]
-        for start in range(0, len(ids), MAX_IN):
-            await self.postings.delete_many({"_id": {"$in": ids[start : start + MAX_IN]}, "n": {"$size": 0}})
+
+
+def _terms(record: dict[str, Any] | None) -> list[str]:
+    terms = record.get("terms") if record else None
+    return terms.split() if isinstance(terms, str) else []

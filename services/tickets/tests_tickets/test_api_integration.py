@@ -1,0 +1,310 @@
+"""The tickets API on the real store and Kafka: commands, queue views, counts, access and bad input."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from hdkit.mongo import OutboxRelay
+from hdkit.testing import read_envelopes, started_publisher
+from tickets.api import install_error_handlers, router
+from tickets.domain import Mailbox
+from tickets.handlers import Handlers
+from tickets.store import Store
+
+from contracts import Envelope, topics
+from contracts.commands import UpdateTicket
+from contracts.models import Actor
+
+TOKEN = "service-token-for-tests-0123456789"
+SECRET = "integration-secret-0123456789"
+ADMIN = {"X-Actor-Id": "ada", "X-Actor-Role": "admin", "X-Actor-Email": "ada@helpdesk.example"}
+AGENT = {"X-Actor-Id": "bo", "X-Actor-Role": "agent", "X-Actor-Groups": "support"}
+BILLING = {"X-Actor-Id": "cy", "X-Actor-Role": "agent", "X-Actor-Groups": "billing"}
+LIGHT = {"X-Actor-Id": "li", "X-Actor-Role": "light_agent", "X-Actor-Groups": "support,billing"}
+KUND = {"X-Actor-Id": "kund", "X-Actor-Role": "customer", "X-Actor-Email": "kund@example.se"}
+OTHER = {"X-Actor-Id": "annan", "X-Actor-Role": "customer", "X-Actor-Email": "annan@example.se"}
+
+
+class Api:
+    """A client that acts as one person per call."""
+
+    def __init__(self, client: httpx.AsyncClient, store: Store, handlers: Handlers) -> None:
+        self.client, self.store, self.handlers = client, store, handlers
+
+    async def call(self, method: str, path: str, who: dict[str, str], **kw: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {TOKEN}", **who}
+        return await self.client.request(method, f"/api{path}", headers=headers, **kw)
+
+    async def create(self, who: dict[str, str] = ADMIN, **fields: Any) -> dict[str, Any]:
+        body = {"requester": {"email": "kund@example.se", "name": "Kund"}, "fields": {"title": "Trasig", **fields}}
+        response = await self.call("POST", "/tickets", who, json=body)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+
+@pytest.fixture
+async def api(infra: Any, mongo: Any) -> AsyncIterator[Api]:
+    async with started_publisher(infra.bootstrap) as publisher:
+        store = Store(mongo)
+        await store.ensure_indexes()
+        await store.seed_defaults(Mailbox(address="support@localhost", group="support"))
+        handlers = Handlers(store, OutboxRelay(store.tickets, publisher), message_id_secret=SECRET)
+        app = FastAPI()
+        app.include_router(router(store, handlers, TOKEN))
+        install_error_handlers(app)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tickets") as client:
+            yield Api(client, store, handlers)
+
+
+@pytest.mark.asyncio
+async def test_the_same_command_sent_twice_changes_the_ticket_once_and_publishes_once(infra: Any, api: Api) -> None:
+    body = {"command_id": "create-twice-0001", "requester": {"email": "kund@example.se"}, "fields": {"title": "Två"}}
+    first = await api.call("POST", "/tickets", ADMIN, json=body)
+    second = await api.call("POST", "/tickets", ADMIN, json=body)
+    assert first.status_code == second.status_code == 201
+    assert first.json()["number"] == second.json()["number"]
+    number = first.json()["number"]
+    patch = {"command_id": "update-twice-0001", "fields": {"priority": "high"}}
+    for _ in range(2):
+        response = await api.call("PATCH", f"/tickets/{number}", ADMIN, json=patch)
+        assert response.status_code == 200, response.text
+    ticket = (await api.call("GET", f"/tickets/{number}", ADMIN)).json()
+    assert ticket["version"] == 2 and ticket["priority"] == "high"
+    assert sum(1 for a in ticket["activity"] if a["action"] == "field") == 1
+    updated = await read_envelopes(
+        infra.bootstrap,
+        topics.TICKET_EVENTS,
+        lambda e: e["type"] == "TicketUpdated" and e["key"] == ticket["ticket_id"],
+        expect=1,
+    )
+    assert len(updated) == 1
+    assert updated[0]["payload"]["changes"] == [{"field": "priority", "old": "medium", "new": "high"}]
+
+
+@pytest.mark.asyncio
+async def test_a_stale_edit_gets_a_409_naming_the_field_changed_meanwhile(api: Api) -> None:
+    ticket = await api.create()
+    n = ticket["number"]
+    ok = await api.call("PATCH", f"/tickets/{n}", ADMIN, json={"expected_version": 1, "fields": {"priority": "high"}})
+    assert ok.status_code == 200
+    stale = await api.call("PATCH", f"/tickets/{n}", ADMIN, json={"expected_version": 1, "fields": {"priority": "low"}})
+    assert stale.status_code == 409
+    assert stale.json()["fields"] == ["priority"] and "changed since version 1" in stale.json()["detail"]
+    merged = await api.call("PATCH", f"/tickets/{n}", ADMIN, json={"expected_version": 1, "fields": {"title": "Ny"}})
+    assert merged.status_code == 200 and merged.json()["version"] == 3
+
+
+@pytest.mark.asyncio
+async def test_workflow_rules_answer_with_a_clear_error(api: Api) -> None:
+    n = (await api.create())["number"]
+    refused = await api.call("PATCH", f"/tickets/{n}", ADMIN, json={"fields": {"status": "open"}})
+    assert refused.status_code == 409 and "needs a handler" in refused.json()["detail"]
+    customer = await api.call("PATCH", f"/tickets/{n}", KUND, json={"fields": {"status": "closed"}})
+    assert customer.status_code == 403
+    ok = await api.call("PATCH", f"/tickets/{n}", ADMIN, json={"fields": {"status": "open", "handler": "bo"}})
+    assert ok.status_code == 200 and ok.json()["status"] == "open"
+    reply = await api.call("POST", f"/tickets/{n}/comments", KUND, json={"kind": "customer_comment", "text": "Hej"})
+    assert reply.status_code == 200 and reply.json()["status"] == "waiting_for_agent"
+    assert [c["kind"] for c in reply.json()["comments"]] == ["customer_comment"]
+
+
+@pytest.mark.asyncio
+async def test_every_query_and_command_as_the_wrong_person_is_refused(api: Api) -> None:
+    support = await api.create(group="support")
+    billing = await api.create(group="billing")
+    s, b = support["number"], billing["number"]
+    # reading
+    assert (await api.call("GET", f"/tickets/{b}", AGENT)).status_code == 404
+    assert (await api.call("GET", f"/tickets/{s}", AGENT)).status_code == 200
+    assert (await api.call("GET", f"/tickets/{s}", OTHER)).status_code == 404
+    assert (await api.call("GET", f"/tickets/{s}", KUND)).status_code == 200
+    listed = (await api.call("GET", "/tickets?view=all", AGENT)).json()["items"]
+    assert {t["number"] for t in listed} == {s}
+    assert (await api.call("GET", "/tickets?view=all", OTHER)).json()["items"] == []
+    assert (await api.call("GET", "/tickets?view=unassigned", KUND)).status_code == 403
+    assert (await api.call("GET", "/tickets", {"X-Actor-Id": "x", "X-Actor-Role": "root"})).status_code == 403
+    assert (await api.client.get("/api/tickets", headers=AGENT)).status_code in (401, 403)
+    # changing
+    for who, method, path, body in (
+        (AGENT, "PATCH", f"/tickets/{b}", {"fields": {"priority": "high"}}),
+        (BILLING, "PATCH", f"/tickets/{s}", {"fields": {"priority": "high"}}),
+        (LIGHT, "PATCH", f"/tickets/{s}", {"fields": {"priority": "high"}}),
+        (KUND, "PATCH", f"/tickets/{s}", {"fields": {"title": "mine now"}}),
+        (OTHER, "POST", f"/tickets/{s}/comments", {"kind": "customer_comment", "text": "hi"}),
+        (LIGHT, "POST", f"/tickets/{s}/comments", {"kind": "public_reply", "text": "hi"}),
+        (KUND, "POST", f"/tickets/{s}/comments", {"kind": "internal_comment", "text": "hi"}),
+        (KUND, "POST", f"/tickets/{s}/follow", {"follow": True}),
+        (KUND, "POST", f"/tickets/{s}/close", {}),
+        (AGENT, "POST", f"/tickets/{b}/close", {}),
+        (AGENT, "PUT", "/ticket-templates/printer", {"name": "Printer"}),
+        (LIGHT, "POST", "/tickets", {"requester": {"email": "a@b.se"}, "fields": {"title": "x"}}),
+        (KUND, "POST", "/tickets", {"fields": {"title": "x", "handler": "bo"}}),
+    ):
+        response = await api.call(method, path, who, json=body)
+        assert response.status_code in (403, 404), (who, path, response.status_code, response.text)
+    config = (await api.call("GET", "/config", ADMIN)).json()
+    assert (await api.call("PUT", "/config", AGENT, json=config)).status_code == 403
+    assert (await api.call("GET", "/config", KUND)).status_code == 403
+    after = (await api.call("GET", f"/tickets/{s}", ADMIN)).json()
+    assert after["version"] == 1 and after["comments"] == []
+
+
+@pytest.mark.asyncio
+async def test_bad_input_gets_a_clear_4xx_and_changes_nothing(api: Api) -> None:
+    n = (await api.create())["number"]
+    for body in (
+        {"fields": {"title": {"$gt": ""}}},
+        {"fields": {"status": {"$ne": None}}},
+        {"fields": {"$set": {"handler": "bo"}}},
+        {"fields": {"custom": {"$where": "sleep(1000)"}}},
+        {"fields": {"priority": "high", "nope": 1}},
+        {"fields": {"priority": "high"}, "unknown": True},
+        {"fields": {"title": "x" * 5000}},
+        {"fields": {}},
+    ):
+        response = await api.call("PATCH", f"/tickets/{n}", ADMIN, json=body)
+        assert response.status_code == 422, (body, response.text)
+        assert response.json()["detail"]
+    for query in ("status=%7B%22%24gt%22%3A%22%22%7D", "group=$where", "cursor=bm9wZQ", "limit=100000"):
+        response = await api.call("GET", f"/tickets?view=all&{query}", ADMIN)
+        assert response.status_code == 422, (query, response.text)
+    # a parameter that is not a filter is ignored, never read as an operator
+    response = await api.call("GET", "/tickets?view=all&status[$gt]=", ADMIN)
+    assert [t["number"] for t in response.json()["items"]] == [n]
+    ticket = (await api.call("GET", f"/tickets/{n}", ADMIN)).json()
+    assert ticket["version"] == 1 and ticket["priority"] == "medium"
+
+
+@pytest.mark.asyncio
+async def test_views_counts_and_pages_agree_for_an_agent_in_two_groups(api: Api) -> None:
+    two = {"X-Actor-Id": "bo", "X-Actor-Role": "agent", "X-Actor-Groups": "support,billing"}
+    made = []
+    for i in range(13):
+        group = ("support", "billing", "sales", None)[i % 4]
+        made.append(await api.create(group=group, handler="bo" if i % 3 == 0 else None))
+    # stamp identical update times on some, so the keyset cursor must break ties by number
+    same = datetime(2026, 11, 1, tzinfo=UTC)
+    await api.store.tickets.update_many({"number": {"$lte": made[6]["number"]}}, {"$set": {"updated_at": same}})
+    visible = {t["number"] for t in made if t["group"] != "sales"}
+    pages, cursor = [], None
+    while True:
+        response = await api.call(
+            "GET", "/tickets?view=all_open&limit=3" + (f"&cursor={cursor}" if cursor else ""), two
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        pages.append([t["number"] for t in body["items"]])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    numbers = [n for page in pages for n in page]
+    assert len(numbers) == len(set(numbers)) and set(numbers) == visible
+    expected = sorted(made, key=lambda t: (t["number"] > made[6]["number"], t["number"]), reverse=True)
+    assert numbers == [t["number"] for t in expected if t["number"] in visible]
+    counts = (await api.call("GET", "/tickets/counts", two)).json()["views"]
+    assert counts["all_open"] == len(visible)
+    assert counts["mine"] == len([t for t in made if t["handler"] == "bo" and t["number"] in visible])
+    assert counts["unassigned"] == len(visible) - counts["mine"]
+    only_billing = (await api.call("GET", "/tickets?view=all_open&group=billing", two)).json()["items"]
+    assert {t["group"] for t in only_billing} == {"billing"}
+    assert (await api.call("GET", "/tickets?view=all_open&group=sales", two)).json()["items"] == []
+
+
+@pytest.mark.asyncio
+async def test_each_default_view_holds_the_tickets_it_names(api: Api) -> None:
+    def nums(items: list[dict[str, Any]]) -> set[int]:
+        return {t["number"] for t in items}
+
+    unassigned = await api.create()
+    mine = await api.create(handler="ada", status="open")
+    waiting_agent = await api.create(handler="bo", status="waiting_for_agent")
+    waiting_customer = await api.create(handler="bo", status="waiting_for_customer")
+    dormant = await api.create(handler="bo", status="dormant", dormant_for="2d")
+    closed = await api.create(handler="bo", status="closed")
+    await api.call(
+        "POST", f"/tickets/{waiting_customer['number']}/comments", KUND, json={"kind": "customer_comment", "text": "?"}
+    )
+
+    async def view(name: str) -> set[int]:
+        response = await api.call("GET", f"/tickets?view={name}", ADMIN)
+        assert response.status_code == 200, response.text
+        return nums(response.json()["items"])
+
+    assert await view("unassigned") == {unassigned["number"]}
+    assert await view("mine") == {mine["number"]}
+    assert await view("waiting_for_agent") == {waiting_agent["number"], waiting_customer["number"]}
+    assert await view("waiting_for_customer") == set()
+    assert await view("dormant") == {dormant["number"]}
+    assert closed["number"] not in await view("all_open")
+    assert await view("recently_updated_by_customers") == {waiting_customer["number"]}
+    assert dormant["wake_at"] is not None
+    counts = (await api.call("GET", "/tickets/counts", ADMIN)).json()["views"]
+    assert counts["all"] == 6 and counts["all_open"] == 4 and counts["dormant"] == 1
+
+
+@pytest.mark.asyncio
+async def test_a_command_from_kafka_is_carried_out_and_a_refused_one_is_dead_lettered(infra: Any, api: Api) -> None:
+    n = (await api.create())["number"]
+    ok = UpdateTicket(
+        command_id="kafka-cmd-0001", actor=Actor(role="agent", id="bo"), number=n, fields={"priority": "low"}
+    )
+    bad = UpdateTicket(
+        command_id="kafka-cmd-0002", actor=Actor(role="agent", id="bo"), number=n, fields={"status": "open"}
+    )
+    await api.handlers.command_received(Envelope.wrap(ok, event_id=ok.command_id), ok)
+    from hdkit.kafka import Rejected
+
+    with pytest.raises(Rejected, match="needs a handler"):
+        await api.handlers.command_received(Envelope.wrap(bad, event_id=bad.command_id), bad)
+    ticket = (await api.call("GET", f"/tickets/{n}", ADMIN)).json()
+    assert ticket["priority"] == "low" and ticket["status"] == "new"
+
+
+@pytest.mark.asyncio
+async def test_concurrent_commands_on_one_ticket_all_land(api: Api) -> None:
+    n = (await api.create())["number"]
+    replies = await asyncio.gather(
+        *(
+            api.call("POST", f"/tickets/{n}/comments", ADMIN, json={"kind": "internal_comment", "text": f"note {i}"})
+            for i in range(8)
+        )
+    )
+    assert all(r.status_code == 200 for r in replies)
+    ticket = (await api.call("GET", f"/tickets/{n}", ADMIN)).json()
+    assert len(ticket["comments"]) == 8 and ticket["version"] == 9
+
+
+@pytest.mark.asyncio
+async def test_configuration_is_edited_through_the_api_with_its_version(api: Api) -> None:
+    got = (await api.call("GET", "/config", ADMIN)).json()
+    config = got["config"]
+    config["categories"] = [{"key": "hardware", "name": "Hardware"}]
+    config["types"].append(
+        {
+            "key": "install",
+            "name": "Installation",
+            "statuses": [
+                {"key": "received", "name": "Received", "category": "new"},
+                {"key": "done", "name": "Done", "category": "closed"},
+            ],
+            "transitions": {"received": ["done"]},
+        }
+    )
+    saved = await api.call("PUT", "/config", ADMIN, json={"version": got["version"], "config": config})
+    assert saved.status_code == 200, saved.text
+    stale = await api.call("PUT", "/config", ADMIN, json={"version": got["version"], "config": config})
+    assert stale.status_code == 409
+    broken = dict(config, types=[{**config["types"][0], "statuses": config["types"][0]["statuses"][:1]}])
+    assert (await api.call("PUT", "/config", ADMIN, json={"version": 2, "config": broken})).status_code == 422
+    ticket = await api.create(type="install", category="hardware")
+    assert ticket["status"] == "received" and ticket["category"] == "hardware"
+    template = {"name": "Printer", "fields": {"title": "Printer fault", "priority": "high"}}
+    assert (await api.call("PUT", "/ticket-templates/printer", ADMIN, json=template)).status_code == 200
+    body = {"template": "printer", "requester": {"email": "kund@example.se"}}
+    made = await api.call("POST", "/tickets", AGENT, json=body)
+    assert made.status_code == 201 and made.json()["title"] == "Printer fault" and made.json()["priority"] == "high"
+    assert datetime.fromisoformat(made.json()["created_at"]) > datetime.now(UTC) - timedelta(minutes=1)
