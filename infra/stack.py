@@ -288,7 +288,8 @@ FERRETDB_PATCHES: tuple[tuple[str, str, str], ...] = (
             "\tLimit  int64\n\n\tOnlyRecordIDs bool\n",
             "\tLimit  int64\n\n\tOnlyRecordIDs bool\n\n"
             "\t// helpdesk pushdown (see helpdesk_pushdown.go): the whole filter, sort and skip+limit, and count only\n"
-            "\tIndexFilter *types.Document\n\tIndexSort   *types.Document\n\tIndexLimit  int64\n\tCountOnly   bool\n",
+            "\tIndexFilter     *types.Document\n\tIndexSort       *types.Document\n\tIndexProjection *types.Document\n"
+            "\tIndexLimit      int64\n\tCountOnly       bool\n",
         ),
         (
             "internal/backends/collection.go",
@@ -298,7 +299,7 @@ FERRETDB_PATCHES: tuple[tuple[str, str, str], ...] = (
         (
             "internal/backends/sqlite/collection.go",
             "\tq += whereClause\n\tq += prepareOrderByClause(params.Sort)\n",
-            "\twhereClause, args, done, err := c.helpdeskApply(ctx, db, meta, params, whereClause, args)\n"
+            "\tq, whereClause, args, done, err := c.helpdeskApply(ctx, db, meta, params, q, whereClause, args)\n"
             "\tif err != nil || done != nil {\n\t\treturn done, err\n\t}\n\n"
             "\tq += whereClause\n\tq += prepareOrderByClause(params.Sort)\n",
         ),
@@ -306,7 +307,7 @@ FERRETDB_PATCHES: tuple[tuple[str, str, str], ...] = (
             "internal/handler/msg_find.go",
             "\t// Limit pushdown is not applied if:\n",
             "\tif !h.DisablePushdown {\n"
-            "\t\tqp.IndexFilter, qp.IndexSort = params.Filter, params.Sort\n"
+            "\t\tqp.IndexFilter, qp.IndexSort, qp.IndexProjection = params.Filter, params.Sort, params.Projection\n"
             "\t\tif params.Limit != 0 {\n\t\t\tqp.IndexLimit = max(params.Limit, -params.Limit) + params.Skip\n\t\t}\n"
             "\t}\n\n"
             "\t// Limit pushdown is not applied if:\n",

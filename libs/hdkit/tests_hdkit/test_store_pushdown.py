@@ -123,6 +123,41 @@ async def test_an_indexed_query_returns_what_a_full_scan_returns(
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "projection",
+    [
+        {"number": 1, "title": 1, "requester": 1, "urgent": 1, "score": 1, "handler": 1},
+        {"title": True, "_id": False},
+        {"requester": 0},
+        None,
+    ],
+)
+async def test_a_projected_page_has_the_same_values_and_types_as_a_full_scan(
+    pair: tuple[Any, Any], projection: dict[str, Any] | None
+) -> None:
+    indexed, plain = pair
+    await indexed.insert_one(
+        {
+            "_id": "nulls",
+            "number": 2000,
+            "status": "open",
+            "handler": None,
+            "updated_at": BASE,
+            "title": None,
+            "urgent": False,
+            "score": 0.0,
+            "requester": {"email": "x@y", "tags": [1, "a"]},
+        }
+    )
+    await plain.insert_one(await indexed.find_one({"_id": "nulls"}))
+    query, sort = {"status": "open", "handler": None}, [("updated_at", -1), ("number", -1)]
+    got = [d async for d in indexed.find(query, projection).sort(sort).limit(40)]
+    want = [d async for d in plain.find(query, projection).sort(sort).limit(40)]
+    assert got == want
+    assert [list(d) for d in got] == [list(d) for d in want]  # key order too
+
+
+@pytest.mark.asyncio
 async def test_updates_and_deletes_through_an_index_change_the_right_documents(pair: tuple[Any, Any]) -> None:
     indexed, plain = pair
     for coll in (indexed, plain):

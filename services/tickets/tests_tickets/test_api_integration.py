@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
+from contracts.commands import UpdateTicket
+from contracts.models import Actor
 from fastapi import FastAPI
 from hdkit.mongo import OutboxRelay
 from hdkit.testing import read_envelopes, started_publisher
@@ -16,8 +18,6 @@ from tickets.handlers import Handlers
 from tickets.store import Store
 
 from contracts import Envelope, topics
-from contracts.commands import UpdateTicket
-from contracts.models import Actor
 
 TOKEN = "service-token-for-tests-0123456789"
 SECRET = "integration-secret-0123456789"

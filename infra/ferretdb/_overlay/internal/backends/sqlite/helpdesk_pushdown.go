@@ -31,6 +31,7 @@ type helpdeskPlan struct {
 	order string
 	limit int64
 	exact bool // the WHERE clause is the whole filter: counts and limits are safe
+	keep  []string // top-level fields to read (projection pushdown); nil reads whole documents
 }
 
 // sqlArg converts a scalar filter value into the SQL value that HelpdeskFieldExpr yields for it.
@@ -274,6 +275,10 @@ func helpdeskPushdown(meta *metadata.Collection, params *backends.QueryParams) (
 		}
 	}
 
+	if len(pushable) == 0 && allPushable && params.CountOnly {
+		return &helpdeskPlan{exact: true}, true // count of the whole collection
+	}
+
 	if bestCovered <= 0 && !(bestSorts && len(pushable) == 0 && allPushable) {
 		return nil, false
 	}
@@ -312,7 +317,95 @@ func helpdeskPushdown(meta *metadata.Collection, params *backends.QueryParams) (
 		plan.limit = params.IndexLimit
 	}
 
+	plan.keep = projectionKeys(params.IndexProjection, filter, sortKeys)
+
 	return plan, true
+}
+
+// projectionKeys returns the top-level fields an inclusion projection needs, with every filter and sort
+// field (the handler re-applies filter, sort and projection to what SQLite returns), or nil.
+func projectionKeys(projection, filter *types.Document, sortKeys []string) []string {
+	if projection == nil || projection.Len() == 0 {
+		return nil
+	}
+
+	keep := []string{"_id"}
+	add := func(field string) {
+		top := strings.SplitN(field, ".", 2)[0]
+		if !contains(keep, top) {
+			keep = append(keep, top)
+		}
+	}
+
+	for _, k := range projection.Keys() {
+		v := must.NotFail(projection.Get(k))
+		included := false
+
+		switch v := v.(type) {
+		case bool:
+			included = v
+		case int32:
+			included = v != 0
+		case int64:
+			included = v != 0
+		case float64:
+			included = v != 0
+		}
+
+		if k == "_id" && !included {
+			continue
+		}
+
+		if !included || strings.HasPrefix(k, "$") || strings.Contains(k, "$") {
+			return nil // exclusions and operators: read whole documents
+		}
+
+		add(k)
+	}
+
+	for _, k := range filter.Keys() {
+		if strings.HasPrefix(k, "$") {
+			return nil
+		}
+
+		add(k)
+	}
+
+	for _, k := range sortKeys {
+		add(k)
+	}
+
+	return keep
+}
+
+// projectedColumn returns SQL that builds, inside SQLite, a smaller sjson document with only `keep`
+// (values and their schema entries, in the document's own key order), so FerretDB decodes less.
+func projectedColumn(keep []string) (string, []any) {
+	marks := make([]string, len(keep))
+	for i := range keep {
+		marks[i] = "?"
+	}
+
+	in := "(" + strings.Join(marks, ", ") + ")"
+	col := metadata.DefaultColumn
+	value := `json(CASE j.type WHEN 'text' THEN json_quote(j.value) WHEN 'true' THEN 'true' ` +
+		`WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' ELSE j.value END)`
+	q := `json_set(` +
+		`(SELECT json_group_object(j.key, ` + value + `) FROM json_each(` + col + `) AS j WHERE j.key IN ` + in + `), ` +
+		`'$."$s"', json_object(` +
+		`'p', (SELECT json_group_object(j.key, json(j.value)) FROM json_each(` + col + `, '$."$s".p') AS j ` +
+		`WHERE j.key IN ` + in + `), ` +
+		`'$k', (SELECT json_group_array(j.value) FROM json_each(` + col + `, '$."$s"."$k"') AS j ` +
+		`WHERE j.value IN ` + in + `)))`
+
+	args := make([]any, 0, 3*len(keep))
+	for i := 0; i < 3; i++ {
+		for _, k := range keep {
+			args = append(args, k)
+		}
+	}
+
+	return q, args
 }
 
 // helpdeskCount counts the rows of an exact plan with SQLite, without reading any document.
@@ -329,23 +422,34 @@ func (c *collection) helpdeskCount(ctx context.Context, db *fsql.DB, table strin
 // helpdeskApply replaces FerretDB's WHERE clause by the plan's (with ORDER BY and LIMIT where exact), or
 // answers a count-only query outright (done is then non-nil).
 func (c *collection) helpdeskApply(
-	ctx context.Context, db *fsql.DB, meta *metadata.Collection, params *backends.QueryParams, where string, args []any,
-) (string, []any, *backends.QueryResult, error) {
+	ctx context.Context, db *fsql.DB, meta *metadata.Collection, params *backends.QueryParams,
+	q, where string, args []any,
+) (string, string, []any, *backends.QueryResult, error) {
 	plan, ok := helpdeskPushdown(meta, params)
 	if !ok {
-		return where, args, nil, nil
+		return q, where, args, nil, nil
 	}
 
 	if params.CountOnly && plan.exact {
 		n, err := c.helpdeskCount(ctx, db, meta.TableName, plan)
 		if err != nil {
-			return "", nil, nil, err
+			return "", "", nil, nil, err
 		}
 
-		return "", nil, &backends.QueryResult{Iter: newQueryIterator(ctx, nil, false), Count: n, Counted: true}, nil
+		res := &backends.QueryResult{Iter: newQueryIterator(ctx, nil, false), Count: n, Counted: true}
+
+		return "", "", nil, res, nil
 	}
 
-	where, args = plan.where, plan.args
+	if plan.keep != nil && !params.OnlyRecordIDs {
+		column, columnArgs := projectedColumn(plan.keep)
+		q = fmt.Sprintf(`SELECT %s AS %s FROM %q`, column, metadata.DefaultColumn, meta.TableName)
+		args = append(columnArgs, plan.args...)
+	} else {
+		args = plan.args
+	}
+
+	where = plan.where
 	if plan.order != "" && params.Sort.Len() == 0 {
 		where += plan.order
 	}
@@ -355,5 +459,5 @@ func (c *collection) helpdeskApply(
 		args = append(args, plan.limit)
 	}
 
-	return where, args, nil, nil
+	return q, where, args, nil, nil
 }
