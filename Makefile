@@ -32,9 +32,10 @@ test-fast: install
 test-e2e: install
 	$(PY) -m pytest -p no:cacheprovider tests/e2e
 
-## bench: N emails through the whole journey (BENCH_EMAILS=2000 by default)
+## bench: N emails through the whole journey (BENCH_EMAILS=2000), then the tickets service at BENCH_TICKETS=1000000
 bench: install
 	$(PY) tools/bench.py --emails $${BENCH_EMAILS:-2000}
+	$(PY) tools/bench_tickets.py --tickets $${BENCH_TICKETS:-1000000}
 
 ## docs: AsyncAPI of every service, OpenAPI of the HTTP APIs, JSON schemas of the contracts
 docs: install

@@ -198,12 +198,14 @@ class Handlers:
             raise Rejected(f"{envelope.type} is not a ticket command")
         v = workflow.viewer_of(actor)
         try:
-            await self.execute(command, v, cause=envelope)
+            await self.execute(command, v, cause=envelope, reload=False)
         except Refused as exc:
             raise Rejected(f"{type(exc).__name__}: {exc.message}") from exc
 
-    async def execute(self, command: Message, v: Viewer, *, cause: Envelope | None = None) -> dict[str, Any]:
-        """Carry out one ticket command for a viewer; return the ticket as it is afterwards.
+    async def execute(
+        self, command: Message, v: Viewer, *, cause: Envelope | None = None, reload: bool = True
+    ) -> dict[str, Any]:
+        """Carry out one ticket command for a viewer; return the ticket as it is afterwards (`reload`).
 
         The same command id changes a ticket once: a repeat returns the ticket without changing it.
         """
@@ -230,7 +232,7 @@ class Handlers:
             )
             if applied:
                 await self._relay.flush_items(ticket["_id"], outbox)
-                return await self._store.get(ticket["_id"]) or ticket
+                return (await self._store.get(ticket["_id"]) if reload else None) or ticket
         raise Conflict(f"ticket #{command.number} changed {self._retries} times while {envelope.type} was applied")
 
     def _decide(self, ticket: dict[str, Any], command: Message, config: Config, v: Viewer, now: Any) -> Change:
