@@ -308,3 +308,22 @@ async def test_configuration_is_edited_through_the_api_with_its_version(api: Api
     made = await api.call("POST", "/tickets", AGENT, json=body)
     assert made.status_code == 201 and made.json()["title"] == "Printer fault" and made.json()["priority"] == "high"
     assert datetime.fromisoformat(made.json()["created_at"]) > datetime.now(UTC) - timedelta(minutes=1)
+
+
+@pytest.mark.asyncio
+async def test_a_bulk_update_changes_each_ticket_it_may_and_names_the_ones_it_refuses(api: Api) -> None:
+    support = [await api.create(group="support") for _ in range(3)]
+    billing = await api.create(group="billing")
+    numbers = [t["number"] for t in support] + [billing["number"], 999_999]
+    body = {"command_id": "bulk-0000-0001", "numbers": numbers, "fields": {"priority": "high", "handler": "bo"}}
+    result = (await api.call("POST", "/tickets/bulk", AGENT, json=body)).json()
+    assert result["updated"] == [t["number"] for t in support]
+    assert set(result["refused"]) == {str(billing["number"]), "999999"}
+    again = (await api.call("POST", "/tickets/bulk", AGENT, json=body)).json()
+    assert again["updated"] == result["updated"]
+    for t in support:
+        after = (await api.call("GET", f"/tickets/{t['number']}", ADMIN)).json()
+        assert after["priority"] == "high" and after["handler"] == "bo" and after["version"] == 2
+    assert (await api.call("GET", f"/tickets/{billing['number']}", ADMIN)).json()["priority"] == "medium"
+    refused = await api.call("POST", "/tickets/bulk", KUND, json={**body, "command_id": "bulk-0000-0002"})
+    assert refused.json()["updated"] == []

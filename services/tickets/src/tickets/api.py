@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from contracts.commands import AddComment, CloseTicket, CreateTicket, FieldValue, FollowTicket, UpdateTicket
-from contracts.envelope import new_id
+from contracts.envelope import derived_id, new_id
 from contracts.models import Address, Channel
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from fastapi.responses import JSONResponse
@@ -122,6 +122,20 @@ class CommentBody(Body):
     text: str = Field(min_length=1, max_length=1_000_000)
     html: str | None = Field(default=None, max_length=1_000_000)
     channel: Channel = "agent"
+
+
+class BulkBody(Body):
+    """The same field changes for many tickets of a queue."""
+
+    numbers: list[Annotated[int, Field(ge=1, le=10**12)]] = Field(min_length=1, max_length=500)
+    fields: dict[str, FieldValue] = Field(min_length=1)
+
+
+class BulkResult(BaseModel):
+    """What a bulk update did to each ticket."""
+
+    updated: list[int]
+    refused: dict[int, str] = Field(description="Ticket number → why it was not changed.")
 
 
 class FollowBody(Body):
@@ -282,6 +296,28 @@ def router(store: Store, handlers: Handlers, token: str) -> APIRouter:
     )
     async def update(v: Acting, number: Number, body: UpdateBody) -> dict[str, Any]:
         return await run(UpdateTicket(actor=v.actor(), number=number, **body.model_dump()), v)
+
+    @api.post(
+        "/tickets/bulk",
+        tags=["commands"],
+        response_model=BulkResult,
+        summary="Change the same fields on up to 500 tickets; each ticket is changed or refused on its own.",
+    )
+    async def bulk(v: Acting, body: BulkBody) -> dict[str, Any]:
+        updated, refused = [], {}
+        for number in dict.fromkeys(body.numbers):
+            command = UpdateTicket(
+                command_id=derived_id("bulk", body.command_id, str(number)),
+                actor=v.actor(),
+                number=number,
+                fields=body.fields,
+            )
+            try:
+                await handlers.execute(command, v, reload=False)
+                updated.append(number)
+            except (Refused, Conflict) as exc:
+                refused[number] = exc.message if isinstance(exc, Refused) else str(exc)
+        return {"updated": updated, "refused": refused}
 
     @api.post(
         "/tickets/{number}/comments",
