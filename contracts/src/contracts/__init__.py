@@ -1,7 +1,16 @@
 """Versioned events and commands exchanged by the helpdesk services over Kafka."""
 
 from contracts import topics
-from contracts.commands import AddComment, CloseTicket, CreateTicket, FollowTicket, SendNotification, UpdateTicket
+from contracts.commands import (
+    AddComment,
+    CloseTicket,
+    CreateTicket,
+    FollowTicket,
+    LinkTicket,
+    RecordChild,
+    SendNotification,
+    UpdateTicket,
+)
 from contracts.envelope import (
     Envelope,
     Message,
@@ -20,6 +29,7 @@ from contracts.events import (
     TicketAssigned,
     TicketClosed,
     TicketCreated,
+    TicketLinked,
     TicketUpdated,
 )
 
@@ -40,6 +50,9 @@ for _model in (
     AddComment,
     FollowTicket,
     CloseTicket,
+    LinkTicket,
+    RecordChild,
+    TicketLinked,
 ):
     REGISTRY.register(_model)
 
@@ -49,6 +62,9 @@ __all__ = [
     "CloseTicket",
     "CreateTicket",
     "FollowTicket",
+    "LinkTicket",
+    "RecordChild",
+    "TicketLinked",
     "TicketAssigned",
     "TicketClosed",
     "UpdateTicket",

@@ -111,3 +111,22 @@ class CloseTicket(TargetedCommand):
     VERSION = 1
 
     close_children: bool | None = Field(default=None, description="Override the global setting for children.")
+
+
+class LinkTicket(TargetedCommand):
+    """Make a ticket the child of a parent ticket (a major incident), or unlink it (`parent` null)."""
+
+    TYPE = "LinkTicket"
+    VERSION = 1
+
+    parent: int | None = Field(description="Number of the parent ticket; null removes the link.", ge=1, le=10**12)
+
+
+class RecordChild(TargetedCommand):
+    """Keep a parent's list of children in step with a link or unlink. Sent by tickets to itself (outbox)."""
+
+    TYPE = "RecordChild"
+    VERSION = 1
+
+    child: int = Field(description="Number of the child ticket.", ge=1, le=10**12)
+    linked: bool = Field(description="True when the child was linked, False when unlinked.")

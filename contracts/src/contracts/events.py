@@ -128,6 +128,18 @@ class TicketClosed(Message):
     parent: int | None = Field(default=None, description="Number of the parent whose closing closed this one.")
 
 
+class TicketLinked(Message):
+    """A ticket was linked to a parent ticket, or unlinked. Sent by tickets; consumed by triggers and portal."""
+
+    TYPE = "TicketLinked"
+    VERSION = 1
+
+    ticket: TicketSnapshot = Field(description="The child ticket after the change.")
+    parent: int | None = Field(description="Number of the parent now (null when unlinked).")
+    previous_parent: int | None = Field(default=None, description="Number of the parent before, if any.")
+    actor: Actor = Field(description="Who linked it.")
+
+
 class NotificationSent(Message):
     """An email left for its recipient. Sent by notify; consumed by tickets (threading, activity log)."""
 

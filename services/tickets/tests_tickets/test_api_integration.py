@@ -1,6 +1,7 @@
 """The tickets API on the real store and Kafka: commands, queue views, counts, access and bad input."""
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -327,3 +328,67 @@ async def test_a_bulk_update_changes_each_ticket_it_may_and_names_the_ones_it_re
     assert (await api.call("GET", f"/tickets/{billing['number']}", ADMIN)).json()["priority"] == "medium"
     refused = await api.call("POST", "/tickets/bulk", KUND, json={**body, "command_id": "bulk-0000-0002"})
     assert refused.json()["updated"] == []
+
+
+async def deliver_follow_ups(infra: Any, api: Api, match: Any, expect: int) -> list[dict[str, Any]]:
+    """Do what the tickets consumer does with the follow-up commands the outbox sent to Kafka."""
+    from contracts import REGISTRY
+
+    found = await read_envelopes(infra.bootstrap, topics.TICKET_COMMANDS, match, expect=expect)
+    for raw in found:
+        envelope = Envelope.model_validate(raw)
+        await api.handlers.command_received(envelope, REGISTRY.parse(envelope))
+    return found
+
+
+@pytest.mark.asyncio
+async def test_linking_children_and_closing_the_parent_closes_them_through_kafka(infra: Any, api: Api) -> None:
+    parent = (await api.create(title="Nätverket nere", handler="bo", status="open"))["number"]
+    children = [(await api.create(title=f"Inget nät {i}"))["number"] for i in range(3)]
+    run = uuid.uuid4().hex
+    for child in children:
+        body = {"parent": parent, "command_id": f"{run}-link-{child}"}
+        linked = await api.call("POST", f"/tickets/{child}/link", AGENT, json=body)
+        assert linked.status_code == 200 and linked.json()["parent"] == parent
+    await deliver_follow_ups(
+        infra, api, lambda e: e["type"] == "RecordChild" and e["causation_id"].startswith(run), expect=3
+    )
+    assert sorted((await api.call("GET", f"/tickets/{parent}", ADMIN)).json()["children"]) == children
+    # a child cannot become a parent's parent, nor link to itself
+    assert (await api.call("POST", f"/tickets/{parent}/link", AGENT, json={"parent": children[0]})).status_code == 409
+    assert (await api.call("POST", f"/tickets/{parent}/link", AGENT, json={"parent": parent})).status_code == 422
+    assert (await api.call("POST", f"/tickets/{children[0]}/link", KUND, json={"parent": None})).status_code == 403
+    closed = await api.call("POST", f"/tickets/{parent}/close", AGENT, json={"command_id": f"{run}-close"})
+    assert closed.status_code == 200 and closed.json()["status"] == "closed"
+    await deliver_follow_ups(
+        infra, api, lambda e: e["type"] == "CloseTicket" and e["causation_id"] == f"{run}-close", expect=3
+    )
+    for child in children:
+        ticket = (await api.call("GET", f"/tickets/{child}", ADMIN)).json()
+        assert ticket["status"] == "closed", ticket["activity"]
+    events = await read_envelopes(
+        infra.bootstrap,
+        topics.TICKET_EVENTS,
+        lambda e: (
+            e["type"] == "TicketClosed"
+            and e["payload"]["parent"] == parent
+            and e["key"] != closed.json()["ticket_id"]
+            and e["payload"]["ticket"]["title"].startswith("Inget nät")
+        ),
+        expect=3,
+    )
+    assert len(events) == 3
+
+
+@pytest.mark.asyncio
+async def test_unlinking_removes_the_child_from_its_parent(infra: Any, api: Api) -> None:
+    parent = (await api.create(title="Huvudärende"))["number"]
+    child = (await api.create(title="Underärende"))["number"]
+    run = uuid.uuid4().hex
+    await api.call("POST", f"/tickets/{child}/link", ADMIN, json={"parent": parent, "command_id": f"{run}-1"})
+    await api.call("POST", f"/tickets/{child}/link", ADMIN, json={"parent": None, "command_id": f"{run}-2"})
+    await deliver_follow_ups(
+        infra, api, lambda e: e["type"] == "RecordChild" and e["causation_id"].startswith(run), expect=2
+    )
+    assert (await api.call("GET", f"/tickets/{parent}", ADMIN)).json()["children"] == []
+    assert (await api.call("GET", f"/tickets/{child}", ADMIN)).json()["parent"] is None

@@ -7,7 +7,15 @@ user (headers set by the calling service, which holds the service token).
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from contracts.commands import AddComment, CloseTicket, CreateTicket, FieldValue, FollowTicket, UpdateTicket
+from contracts.commands import (
+    AddComment,
+    CloseTicket,
+    CreateTicket,
+    FieldValue,
+    FollowTicket,
+    LinkTicket,
+    UpdateTicket,
+)
 from contracts.envelope import derived_id, new_id
 from contracts.models import Address, Channel
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
@@ -72,8 +80,8 @@ class Detail(Summary):
     cc: list[Address] = []
     custom: dict[str, Any] = {}
     followers: list[str] = []
-    parent: str | None = None
-    children: list[str] = []
+    parent: int | None = None
+    children: list[int] = []
     merged_into: str | None = None
     recurrence: dict[str, Any] | None = None
     dormant_until: datetime | None = None
@@ -149,6 +157,13 @@ class CloseBody(Body):
 
     expected_version: int | None = Field(default=None, ge=1)
     close_children: bool | None = None
+
+
+class LinkBody(Body):
+    """Link to a parent ticket, or unlink (null)."""
+
+    expected_version: int | None = Field(default=None, ge=1)
+    parent: int | None = Field(ge=1, le=10**12)
 
 
 class ConfigBody(BaseModel):
@@ -335,6 +350,15 @@ def router(store: Store, handlers: Handlers, token: str) -> APIRouter:
     @api.post("/tickets/{number}/close", tags=["commands"], response_model=Detail, summary="Close a ticket.")
     async def close(v: Acting, number: Number, body: CloseBody) -> dict[str, Any]:
         return await run(CloseTicket(actor=v.actor(), number=number, **body.model_dump()), v)
+
+    @api.post(
+        "/tickets/{number}/link",
+        tags=["commands"],
+        response_model=Detail,
+        summary="Make the ticket a child of a parent ticket (closing the parent can close it), or unlink it.",
+    )
+    async def link(v: Acting, number: Number, body: LinkBody) -> dict[str, Any]:
+        return await run(LinkTicket(actor=v.actor(), number=number, **body.model_dump()), v)
 
     @api.get("/config", tags=["config"], response_model=ConfigBody, summary="Types, workflows, fields, settings.")
     async def get_config(v: Acting) -> dict[str, Any]:

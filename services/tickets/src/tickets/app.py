@@ -14,9 +14,12 @@ from contracts import (
     CommentAdded,
     CreateTicket,
     FollowTicket,
+    LinkTicket,
+    RecordChild,
     TicketAssigned,
     TicketClosed,
     TicketCreated,
+    TicketLinked,
     TicketUpdated,
     UpdateTicket,
     topics,
@@ -48,10 +51,13 @@ def create_app(
         topics.TICKET_COMMANDS,
         {
             model.TYPE: handlers.command_received
-            for model in (CreateTicket, UpdateTicket, AddComment, FollowTicket, CloseTicket)
+            for model in (CreateTicket, UpdateTicket, AddComment, FollowTicket, CloseTicket, LinkTicket, RecordChild)
         },
     )
-    rt.declare_publisher(topics.TICKET_EVENTS, TicketCreated, CommentAdded, TicketUpdated, TicketAssigned, TicketClosed)
+    rt.declare_publisher(
+        topics.TICKET_EVENTS, TicketCreated, CommentAdded, TicketUpdated, TicketAssigned, TicketClosed, TicketLinked
+    )
+    rt.declare_publisher(topics.TICKET_COMMANDS, CloseTicket, RecordChild)
     rt.on_start += [store.ensure_indexes, relay.ensure_indexes]
     rt.background.append(relay.run_sweeper)
     app = http_app(rt, title="helpdesk tickets", description="Ticket documents, workflow rules and ticket queries.")

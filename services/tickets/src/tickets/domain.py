@@ -285,6 +285,7 @@ class Change:
     add_to_set: dict[str, list[Any]] = field(default_factory=dict)
     pull: dict[str, Any] = field(default_factory=dict)
     events: list[Any] = field(default_factory=list)
+    commands: list[Any] = field(default_factory=list)  # follow-up commands for other tickets, sent via the outbox
 
 
 def customer_reply(

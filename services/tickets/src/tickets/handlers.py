@@ -4,7 +4,16 @@ import logging
 import time
 from typing import Any
 
-from contracts.commands import AddComment, CloseTicket, CreateTicket, FollowTicket, TargetedCommand, UpdateTicket
+from contracts.commands import (
+    AddComment,
+    CloseTicket,
+    CreateTicket,
+    FollowTicket,
+    LinkTicket,
+    RecordChild,
+    TargetedCommand,
+    UpdateTicket,
+)
 from contracts.envelope import utcnow
 from contracts.message_ids import ticket_id_from_message_id
 from hdkit.kafka import RetryLater
@@ -73,9 +82,15 @@ class Handlers:
         """Drop the cached configuration (after this process saved a new one)."""
         self._config = None
 
-    def _outbox(self, cause: Envelope, ticket_id: str, events: list[Message]) -> list[tuple[str, Envelope]]:
+    def _outbox(
+        self,
+        cause: Envelope,
+        ticket_id: str,
+        events: list[Message],
+        commands: list[Message] = (),  # type: ignore[assignment]
+    ) -> list[tuple[str, Envelope]]:
         traceparent = current_traceparent()
-        return [
+        out = [
             (
                 topics.TICKET_EVENTS,
                 Envelope.wrap(
@@ -88,6 +103,21 @@ class Handlers:
             )
             for n, event in enumerate(events)
         ]
+        # follow-up commands for other tickets (children to close, a parent's list of children)
+        out += [
+            (
+                topics.TICKET_COMMANDS,
+                Envelope.wrap(
+                    command,
+                    event_id=command.command_id,  # type: ignore[attr-defined]
+                    causation=cause,
+                    key=f"number-{command.number}",  # type: ignore[attr-defined]
+                    traceparent=traceparent,
+                ),
+            )
+            for command in commands
+        ]
+        return out
 
     async def _candidates(self, email: EmailReceived) -> Candidates:
         hints = [*email.references, *email.in_reply_to]
@@ -225,8 +255,8 @@ class Handlers:
                 await self._relay.flush_id(ticket["_id"])
                 return ticket
             now = utcnow()
-            change = self._decide(ticket, command, config, v, now)
-            outbox = self._outbox(envelope, ticket["_id"], change.events)
+            change = await self._decide(ticket, command, config, v, now)
+            outbox = self._outbox(envelope, ticket["_id"], change.events, change.commands)
             applied = await self._store.apply(
                 ticket["_id"], change, event_id=command.command_id, outbox=outbox, expected_version=ticket["version"]
             )
@@ -235,7 +265,14 @@ class Handlers:
                 return (await self._store.get(ticket["_id"]) if reload else None) or ticket
         raise Conflict(f"ticket #{command.number} changed {self._retries} times while {envelope.type} was applied")
 
-    def _decide(self, ticket: dict[str, Any], command: Message, config: Config, v: Viewer, now: Any) -> Change:
+    async def _decide(self, ticket: dict[str, Any], command: Message, config: Config, v: Viewer, now: Any) -> Change:
+        if isinstance(command, LinkTicket):
+            parent = await self._store.by_number(command.parent) if command.parent is not None else None
+            if parent is not None and not workflow.can_see(v, parent):
+                parent = None
+            return workflow.link(ticket, command, parent, v, now=now)
+        if isinstance(command, RecordChild):
+            return workflow.record_child(ticket, command, v, now=now)
         if isinstance(command, UpdateTicket):
             return workflow.update(ticket, command, config, v, now=now)
         if isinstance(command, AddComment):

@@ -12,11 +12,27 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from contracts.commands import AddComment, CloseTicket, CreateTicket, FollowTicket, UpdateTicket
+from contracts.commands import (
+    AddComment,
+    CloseTicket,
+    CreateTicket,
+    FollowTicket,
+    LinkTicket,
+    RecordChild,
+    UpdateTicket,
+)
 from contracts.events import Comment, FieldChange
 from contracts.models import Actor, Address
 
-from contracts import CommentAdded, TicketAssigned, TicketClosed, TicketCreated, TicketUpdated, derived_id
+from contracts import (
+    CommentAdded,
+    TicketAssigned,
+    TicketClosed,
+    TicketCreated,
+    TicketLinked,
+    TicketUpdated,
+    derived_id,
+)
 from tickets.config import PHASE_OF, Config, TicketType
 from tickets.domain import Change, Invalid, Refused, activity, new_document, snapshot, status_fields
 
@@ -381,7 +397,15 @@ def _require_agent(v: Viewer, what: str) -> None:
         raise Forbidden(f"only agents can {what}")
 
 
-def update(ticket: dict[str, Any], cmd: UpdateTicket, config: Config, v: Viewer, *, now: datetime) -> Change:
+def update(
+    ticket: dict[str, Any],
+    cmd: UpdateTicket,
+    config: Config,
+    v: Viewer,
+    *,
+    now: datetime,
+    cascade_from: int | None = None,
+) -> Change:
     """Return the change an update command makes (fields, workflow, assignment, move), or raise Refused."""
     _require_agent(v, "change ticket fields")
     if "status" in cmd.fields and v.role == "customer":
@@ -434,7 +458,7 @@ def update(ticket: dict[str, Any], cmd: UpdateTicket, config: Config, v: Viewer,
         return Change()
     after = {**ticket, **{k: v_ for k, v_ in new.items() if not k.startswith("custom.")}}
     leaving_new = ticket["status_category"] == "new" and after.get("status_category", "new") != "new"
-    if leaving_new and not after.get("handler"):
+    if leaving_new and not after.get("handler") and cascade_from is None:
         raise WorkflowRefused("a ticket needs a handler before it can leave New", fields=("status", "handler"))
     version = ticket["version"] + 1
     set_fields: dict[str, Any] = {
@@ -464,7 +488,7 @@ def update(ticket: dict[str, Any], cmd: UpdateTicket, config: Config, v: Viewer,
             TicketAssigned(ticket=snap, group=by_field.get("group"), handler=by_field.get("handler"), actor=actor)
         )
     if category == "closed" and ticket["status_category"] != "closed":
-        change.events.append(TicketClosed(ticket=snap, actor=actor))
+        change.events.append(TicketClosed(ticket=snap, actor=actor, parent=cascade_from))
     return change
 
 
@@ -554,8 +578,14 @@ def follow(ticket: dict[str, Any], cmd: FollowTicket, v: Viewer, *, now: datetim
     return Change(pull={"followers": v.id}, push={"activity": [activity(now, actor, "follow", "stopped following")]})
 
 
+SYSTEM = Actor(role="system", name="tickets")
+
+
 def close(ticket: dict[str, Any], cmd: CloseTicket, config: Config, v: Viewer, *, now: datetime) -> Change:
-    """Return the change of closing a ticket (the type's first closed status), or raise Refused."""
+    """Return the change of closing a ticket (the type's first closed status), and its children's closing.
+
+    A child closed because its parent closed may leave New without a handler: the rule is for people.
+    """
     ticket_type = config.type(ticket["type"])
     target = ticket_type.first("closed") if ticket_type else None
     if target is None:
@@ -567,4 +597,73 @@ def close(ticket: dict[str, Any], cmd: CloseTicket, config: Config, v: Viewer, *
         expected_version=cmd.expected_version,
         fields={"status": target.key},
     )
-    return update(ticket, update_cmd, config, v, now=now)
+    cascade = ticket.get("parent") if v.role == "system" else None
+    change = update(ticket, update_cmd, config, v, now=now, cascade_from=cascade)
+    close_children = config.settings.close_children_with_parent if cmd.close_children is None else cmd.close_children
+    if close_children and ticket["status_category"] != "closed":
+        change.commands.extend(
+            CloseTicket(
+                command_id=derived_id(cmd.command_id, "close child", str(child)),
+                actor=SYSTEM,
+                number=child,
+                close_children=False,
+            )
+            for child in ticket.get("children", [])
+        )
+    return change
+
+
+def link(child: dict[str, Any], cmd: LinkTicket, parent: dict[str, Any] | None, v: Viewer, *, now: datetime) -> Change:
+    """Return the change of linking a ticket to a parent (or unlinking it), or raise Refused."""
+    _require_agent(v, "link tickets")
+    if cmd.parent == child["number"]:
+        raise Invalid("a ticket cannot be its own parent", fields=("parent",))
+    if cmd.parent is not None:
+        if parent is None:
+            raise NotFound(f"ticket #{cmd.parent} not found", fields=("parent",))
+        if parent.get("parent") is not None:
+            raise WorkflowRefused(
+                f"#{parent['number']} is itself a child of #{parent['parent']}; link to #{parent['parent']}",
+                fields=("parent",),
+            )
+        if child.get("children"):
+            raise WorkflowRefused(f"#{child['number']} has children of its own, so it cannot become a child")
+    old = child.get("parent")
+    if old == cmd.parent:
+        return Change()
+    actor = v.actor()
+    version = child["version"] + 1
+    detail = f"parent: {'#' + str(old) if old else '—'} → {'#' + str(cmd.parent) if cmd.parent else '—'}"
+    change = Change(
+        set_fields={
+            "parent": cmd.parent,
+            "updated_at": now,
+            "last_updated_by": actor.model_dump(),
+            "fv.parent": version,
+        },
+        push={"activity": [activity(now, actor, "link", detail)]},
+    )
+    snap = snapshot({**child, "parent": cmd.parent, "updated_at": now, "version": version})
+    change.events.append(TicketLinked(ticket=snap, parent=cmd.parent, previous_parent=old, actor=actor))
+    for number, linked in ((old, False), (cmd.parent, True)):
+        if number is not None:
+            change.commands.append(
+                RecordChild(
+                    command_id=derived_id(cmd.command_id, "record child", str(number)),
+                    actor=SYSTEM,
+                    number=number,
+                    child=child["number"],
+                    linked=linked,
+                )
+            )
+    return change
+
+
+def record_child(parent: dict[str, Any], cmd: RecordChild, v: Viewer, *, now: datetime) -> Change:
+    """Return the change to a parent's list of children after a link or unlink (sent by tickets itself)."""
+    if v.role != "system":
+        raise Forbidden("only the tickets service records children")
+    entry = activity(now, cmd.actor, "child", f"#{cmd.child} {'linked' if cmd.linked else 'unlinked'}")
+    if cmd.linked:
+        return Change(add_to_set={"children": [cmd.child]}, push={"activity": [entry]})
+    return Change(pull={"children": cmd.child}, push={"activity": [entry]})
