@@ -336,3 +336,53 @@ def test_the_configuration_refuses_inconsistent_workflows() -> None:
     with pytest.raises(ValueError):
         Config.model_validate({**default_config().model_dump(), "types": default_config().model_dump()["types"] * 4})
     assert Actor(role="system")  # the system actor is valid for rule-made changes
+
+
+def test_linking_sets_the_parent_and_asks_the_parent_to_record_its_child() -> None:
+    from contracts.commands import LinkTicket, RecordChild
+    from tickets.workflow import SYSTEM, link, record_child
+
+    from contracts import TicketLinked
+
+    child, parent = new(), {**new(), "number": 7, "_id": "t-7"}
+    ch = link(
+        child, LinkTicket(command_id="link-0001", actor=AGENT.actor(), number=1, parent=7), parent, AGENT, now=NOW
+    )
+    assert ch.set_fields["parent"] == 7 and [type(e) for e in ch.events] == [TicketLinked]
+    (record,) = ch.commands
+    assert isinstance(record, RecordChild) and (record.number, record.child, record.linked) == (7, 1, True)
+    system = Viewer(id="tickets", role="system")
+    assert record_child(parent, record, system, now=NOW).add_to_set == {"children": [1]}
+    with pytest.raises(Forbidden):
+        record_child(parent, record, AGENT, now=NOW)
+    grandchild = {**parent, "parent": 3}
+    with pytest.raises(WorkflowRefused, match="itself a child of #3"):
+        link(
+            child,
+            LinkTicket(command_id="link-0002", actor=AGENT.actor(), number=1, parent=7),
+            grandchild,
+            AGENT,
+            now=NOW,
+        )
+    moved = {**child, "parent": 7}
+    unlink = link(
+        moved, LinkTicket(command_id="link-0003", actor=AGENT.actor(), number=1, parent=None), None, AGENT, now=NOW
+    )
+    assert [(c.number, c.linked) for c in unlink.commands] == [(7, False)]
+    assert SYSTEM.role == "system"
+
+
+def test_closing_a_parent_sends_a_close_for_each_child_unless_told_not_to() -> None:
+    ticket = {**applied(new(), change(new(), {"handler": "bo", "status": "open"})), "children": [4, 5]}
+    cmd = CloseTicket(command_id="close-0002", actor=AGENT.actor(), number=1)
+    assert [c.number for c in close(ticket, cmd, config(), AGENT, now=NOW).commands] == [4, 5]
+    keep = cmd.model_copy(update={"close_children": False})
+    assert close(ticket, keep, config(), AGENT, now=NOW).commands == []
+    assert close(ticket, cmd, config(close_children_with_parent=False), AGENT, now=NOW).commands == []
+    child = {**new(), "number": 4, "parent": 1}
+    system = Viewer(id="tickets", role="system")
+    closed = close(
+        child, CloseTicket(command_id="close-0003", actor=Actor(role="system"), number=4), config(), system, now=NOW
+    )
+    assert closed.set_fields["status"] == "closed"  # a child in New needs no handler to be closed with its parent
+    assert next(e for e in closed.events if isinstance(e, TicketClosed)).parent == 1
