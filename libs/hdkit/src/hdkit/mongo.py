@@ -79,6 +79,15 @@ class OutboxRelay:
             return 0
         failpoints.hit("before_publish")  # the change is stored, its events not yet sent
         await self._publisher.publish_many(items)
+        # Usually the outbox holds exactly what was just published: empty it in one write. If another change
+        # added entries meanwhile, remove only ours and keep `outbox_since` until the outbox is empty, so the
+        # sweeper still finds the newer entries should their own flush never happen.
+        exact = {env.event_id: doc[OUTBOX][env.event_id] for _, env in items}
+        done = await self._coll.update_one(
+            {"_id": doc["_id"], OUTBOX: exact}, {"$set": {OUTBOX: {}}, "$unset": {OUTBOX_SINCE: ""}}
+        )
+        if done.matched_count:
+            return len(items)
         await self._coll.update_one(
             {"_id": doc["_id"]}, {"$unset": {f"{OUTBOX}.{env.event_id}": "" for _, env in items}}
         )
