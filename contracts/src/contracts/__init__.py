@@ -5,6 +5,7 @@ from contracts.commands import (
     AddComment,
     CloseTicket,
     CreateTicket,
+    DeleteTicket,
     FollowTicket,
     LinkTicket,
     RecordChild,
@@ -29,6 +30,7 @@ from contracts.events import (
     TicketAssigned,
     TicketClosed,
     TicketCreated,
+    TicketDeleted,
     TicketLinked,
     TicketUpdated,
 )
@@ -53,6 +55,8 @@ for _model in (
     LinkTicket,
     RecordChild,
     TicketLinked,
+    DeleteTicket,
+    TicketDeleted,
 ):
     REGISTRY.register(_model)
 
@@ -61,6 +65,8 @@ __all__ = [
     "AddComment",
     "CloseTicket",
     "CreateTicket",
+    "DeleteTicket",
+    "TicketDeleted",
     "FollowTicket",
     "LinkTicket",
     "RecordChild",

@@ -130,3 +130,12 @@ class RecordChild(TargetedCommand):
 
     child: int = Field(description="Number of the child ticket.", ge=1, le=10**12)
     linked: bool = Field(description="True when the child was linked, False when unlinked.")
+
+
+class DeleteTicket(TargetedCommand):
+    """Delete a ticket for good (admins, with a confirmation token asked for just before)."""
+
+    TYPE = "DeleteTicket"
+    VERSION = 1
+
+    confirmation: str = Field(description="Token from the delete-confirmation request.", min_length=10, max_length=200)

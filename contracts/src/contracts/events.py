@@ -140,6 +140,18 @@ class TicketLinked(Message):
     actor: Actor = Field(description="Who linked it.")
 
 
+class TicketDeleted(Message):
+    """A ticket was deleted with its conversation. Sent by tickets; consumed by triggers, notify and portal."""
+
+    TYPE = "TicketDeleted"
+    VERSION = 1
+
+    ticket_id: str = Field(description="Id of the deleted ticket.")
+    number: int = Field(description="Its number (never handed out again).", ge=1)
+    actor: Actor = Field(description="The admin who deleted it.")
+    deleted_at: datetime = Field(description="When (UTC).")
+
+
 class NotificationSent(Message):
     """An email left for its recipient. Sent by notify; consumed by tickets (threading, activity log)."""
 

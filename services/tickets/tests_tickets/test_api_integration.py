@@ -392,3 +392,45 @@ async def test_unlinking_removes_the_child_from_its_parent(infra: Any, api: Api)
     )
     assert (await api.call("GET", f"/tickets/{parent}", ADMIN)).json()["children"] == []
     assert (await api.call("GET", f"/tickets/{child}", ADMIN)).json()["parent"] is None
+
+
+@pytest.mark.asyncio
+async def test_an_admin_deletes_a_ticket_only_with_a_fresh_confirmation(infra: Any, api: Api) -> None:
+    ticket = await api.create(title="Radera mig")
+    n = ticket["number"]
+    assert (await api.call("POST", f"/tickets/{n}/delete-confirmation", AGENT)).status_code == 403
+    token = (await api.call("POST", f"/tickets/{n}/delete-confirmation", ADMIN)).json()["confirmation"]
+    assert (await api.call("DELETE", f"/tickets/{n}?confirmation={token}", AGENT)).status_code == 403
+    assert (await api.call("DELETE", f"/tickets/{n}?confirmation=not-a-token-at-all", ADMIN)).status_code == 422
+    # the ticket changed after the admin asked: the old confirmation no longer counts
+    await api.call("PATCH", f"/tickets/{n}", ADMIN, json={"fields": {"priority": "high"}})
+    stale = await api.call("DELETE", f"/tickets/{n}?confirmation={token}", ADMIN)
+    assert stale.status_code == 409 and "ask for a new one" in stale.json()["detail"]
+    other = (await api.create(title="Annat"))["number"]
+    other_token = (await api.call("POST", f"/tickets/{other}/delete-confirmation", ADMIN)).json()["confirmation"]
+    assert (await api.call("DELETE", f"/tickets/{n}?confirmation={other_token}", ADMIN)).status_code == 409
+    token = (await api.call("POST", f"/tickets/{n}/delete-confirmation", ADMIN)).json()["confirmation"]
+    assert (await api.call("DELETE", f"/tickets/{n}?confirmation={token}", ADMIN)).status_code == 204
+    assert (await api.call("GET", f"/tickets/{n}", ADMIN)).status_code == 404
+    assert await api.store.tickets.count_documents({"_id": ticket["ticket_id"]}) == 0
+    assert n not in {t["number"] for t in (await api.call("GET", "/tickets?view=all", ADMIN)).json()["items"]}
+    deleted = await read_envelopes(
+        infra.bootstrap,
+        topics.TICKET_EVENTS,
+        lambda e: e["type"] == "TicketDeleted" and e["key"] == ticket["ticket_id"],
+        expect=1,
+    )
+    assert deleted[0]["payload"]["number"] == n
+    assert (await api.create(title="Ny"))["number"] == other + 1  # numbers are never handed out again
+
+
+@pytest.mark.asyncio
+async def test_a_deleted_ticket_left_behind_by_a_crash_is_removed_once_its_event_is_out(api: Api) -> None:
+    await api.store.tickets.insert_many(
+        [
+            {"_id": "gone", "number": 900, "phase": "deleted", "outbox": {}},
+            {"_id": "pending", "number": 901, "phase": "deleted", "outbox": {"e1": {"topic": "t", "envelope": {}}}},
+        ]
+    )
+    assert await api.store.purge_deleted() == 1
+    assert [d["_id"] async for d in api.store.tickets.find({"phase": "deleted"})] == ["pending"]

@@ -11,6 +11,7 @@ from contracts.commands import (
     AddComment,
     CloseTicket,
     CreateTicket,
+    DeleteTicket,
     FieldValue,
     FollowTicket,
     LinkTicket,
@@ -359,6 +360,32 @@ def router(store: Store, handlers: Handlers, token: str) -> APIRouter:
     )
     async def link(v: Acting, number: Number, body: LinkBody) -> dict[str, Any]:
         return await run(LinkTicket(actor=v.actor(), number=number, **body.model_dump()), v)
+
+    @api.post(
+        "/tickets/{number}/delete-confirmation",
+        tags=["commands"],
+        summary="Ask for the token that confirms deleting a ticket as it is now (admins; valid ten minutes).",
+    )
+    async def delete_confirmation(v: Acting, number: Number) -> dict[str, Any]:
+        token, expires = await handlers.delete_confirmation(number, v)
+        return {"confirmation": token, "expires_at": expires}
+
+    @api.delete(
+        "/tickets/{number}",
+        tags=["commands"],
+        status_code=204,
+        summary="Delete a ticket and its conversation for good (admins, with the confirmation token).",
+    )
+    async def delete(
+        v: Acting,
+        number: Number,
+        confirmation: Annotated[str, Query(min_length=10, max_length=200)],
+        command_id: Annotated[str | None, Query(min_length=8, max_length=100)] = None,
+    ) -> None:
+        command = DeleteTicket(
+            command_id=command_id or new_id(), actor=v.actor(), number=number, confirmation=confirmation
+        )
+        await handlers.execute(command, v, reload=False)
 
     @api.get("/config", tags=["config"], response_model=ConfigBody, summary="Types, workflows, fields, settings.")
     async def get_config(v: Acting) -> dict[str, Any]:

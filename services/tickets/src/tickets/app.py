@@ -13,12 +13,14 @@ from contracts import (
     CloseTicket,
     CommentAdded,
     CreateTicket,
+    DeleteTicket,
     FollowTicket,
     LinkTicket,
     RecordChild,
     TicketAssigned,
     TicketClosed,
     TicketCreated,
+    TicketDeleted,
     TicketLinked,
     TicketUpdated,
     UpdateTicket,
@@ -51,14 +53,30 @@ def create_app(
         topics.TICKET_COMMANDS,
         {
             model.TYPE: handlers.command_received
-            for model in (CreateTicket, UpdateTicket, AddComment, FollowTicket, CloseTicket, LinkTicket, RecordChild)
+            for model in (
+                CreateTicket,
+                UpdateTicket,
+                AddComment,
+                FollowTicket,
+                CloseTicket,
+                LinkTicket,
+                RecordChild,
+                DeleteTicket,
+            )
         },
     )
     rt.declare_publisher(
-        topics.TICKET_EVENTS, TicketCreated, CommentAdded, TicketUpdated, TicketAssigned, TicketClosed, TicketLinked
+        topics.TICKET_EVENTS,
+        TicketCreated,
+        CommentAdded,
+        TicketUpdated,
+        TicketAssigned,
+        TicketClosed,
+        TicketLinked,
+        TicketDeleted,
     )
     rt.declare_publisher(topics.TICKET_COMMANDS, CloseTicket, RecordChild)
-    rt.on_start += [store.ensure_indexes, relay.ensure_indexes]
+    rt.on_start += [store.ensure_indexes, relay.ensure_indexes, store.purge_deleted]
     rt.background.append(relay.run_sweeper)
     app = http_app(rt, title="helpdesk tickets", description="Ticket documents, workflow rules and ticket queries.")
     app.state.runtime = rt

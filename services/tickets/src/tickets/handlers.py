@@ -8,6 +8,7 @@ from contracts.commands import (
     AddComment,
     CloseTicket,
     CreateTicket,
+    DeleteTicket,
     FollowTicket,
     LinkTicket,
     RecordChild,
@@ -262,6 +263,9 @@ class Handlers:
             )
             if applied:
                 await self._relay.flush_items(ticket["_id"], outbox)
+                if isinstance(command, DeleteTicket):
+                    await self._store.purge_deleted(ticket["_id"])
+                    return {**ticket, "phase": "deleted"}
                 return (await self._store.get(ticket["_id"]) if reload else None) or ticket
         raise Conflict(f"ticket #{command.number} changed {self._retries} times while {envelope.type} was applied")
 
@@ -271,6 +275,8 @@ class Handlers:
             if parent is not None and not workflow.can_see(v, parent):
                 parent = None
             return workflow.link(ticket, command, parent, v, now=now)
+        if isinstance(command, DeleteTicket):
+            return workflow.delete(ticket, command, v, now=now, secret=self._secret)
         if isinstance(command, RecordChild):
             return workflow.record_child(ticket, command, v, now=now)
         if isinstance(command, UpdateTicket):
@@ -308,3 +314,10 @@ class Handlers:
             return found
         await self._relay.flush_items(ticket_id, outbox)
         return doc
+
+    async def delete_confirmation(self, number: int, v: Viewer) -> tuple[str, Any]:
+        """Return a token that confirms deleting a ticket as it is now, and when it expires."""
+        ticket = await self._store.by_number(number)
+        if ticket is None or not workflow.can_see(v, ticket):
+            raise NotFound(f"ticket #{number} not found")
+        return workflow.delete_confirmation(ticket, v, now=utcnow(), secret=self._secret)

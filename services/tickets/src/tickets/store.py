@@ -128,6 +128,15 @@ class Store:
         )
         return result.modified_count == 1
 
+    async def purge_deleted(self, ticket_id: str | None = None) -> int:
+        """Remove deleted tickets whose last events are out (one, or every one a crash left behind)."""
+        query: dict[str, Any] = {"phase": "deleted"} if ticket_id is None else {"_id": ticket_id, "phase": "deleted"}
+        removed = 0
+        async for doc in self.tickets.find(query, {"outbox": 1}):
+            if not doc.get("outbox"):
+                removed += (await self.tickets.delete_one({"_id": doc["_id"], "outbox": {}})).deleted_count
+        return removed
+
     async def templates(self) -> dict[str, dict[str, Any]]:
         """Return the ticket templates by key."""
         return {doc["_id"]: doc async for doc in self.ticket_templates.find({})}

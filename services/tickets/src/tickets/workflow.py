@@ -7,7 +7,11 @@ whose message tells a person exactly what to fix.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -16,6 +20,7 @@ from contracts.commands import (
     AddComment,
     CloseTicket,
     CreateTicket,
+    DeleteTicket,
     FollowTicket,
     LinkTicket,
     RecordChild,
@@ -29,6 +34,7 @@ from contracts import (
     TicketAssigned,
     TicketClosed,
     TicketCreated,
+    TicketDeleted,
     TicketLinked,
     TicketUpdated,
     derived_id,
@@ -106,12 +112,16 @@ def viewer_of(actor: Actor, groups: tuple[str, ...] = ("*",), organisation: str 
 
 def can_see(v: Viewer, ticket: dict[str, Any], *, organisation_visible: bool = False) -> bool:
     """Tell whether a viewer may see a ticket (the same rule as the store's queries)."""
+    if ticket.get("phase") == "deleted":
+        return False
     if v.role in ("admin", "system"):
         return True
     if v.role == "customer":
         if v.email and ticket.get("requester", {}).get("email", "").lower() == v.email:
             return True
         return bool(organisation_visible and v.organisation and ticket.get("organisation") == v.organisation)
+    if ticket.get("phase") == "deleted":
+        return False
     return ticket.get("group") is None or ticket.get("group") in v.groups or "*" in v.groups
 
 
@@ -667,3 +677,66 @@ def record_child(parent: dict[str, Any], cmd: RecordChild, v: Viewer, *, now: da
     if cmd.linked:
         return Change(add_to_set={"children": [cmd.child]}, push={"activity": [entry]})
     return Change(pull={"children": cmd.child}, push={"activity": [entry]})
+
+
+DELETE_CONFIRMATION_TTL = timedelta(minutes=10)
+
+
+def _delete_signature(ticket: dict[str, Any], expires: int, secret: str) -> str:
+    message = f"delete|{ticket['_id']}|{ticket['version']}|{expires}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:32]
+
+
+def delete_confirmation(ticket: dict[str, Any], v: Viewer, *, now: datetime, secret: str) -> tuple[str, datetime]:
+    """Return a token that confirms deleting this ticket at its current version, and when it expires."""
+    if v.role != "admin":
+        raise Forbidden("only admins delete tickets")
+    expires = int((now + DELETE_CONFIRMATION_TTL).timestamp())
+    token = base64.urlsafe_b64encode(str(expires).encode()).decode() + "." + _delete_signature(ticket, expires, secret)
+    return token, datetime.fromtimestamp(expires, UTC)
+
+
+def delete(ticket: dict[str, Any], cmd: DeleteTicket, v: Viewer, *, now: datetime, secret: str) -> Change:
+    """Return the change that empties a ticket into a tombstone (removed once its event is out), or refuse.
+
+    The confirmation must be for this ticket at this version and not older than ten minutes, so a ticket
+    that changed after the admin looked at it is not deleted by mistake.
+    """
+    if v.role != "admin":
+        raise Forbidden("only admins delete tickets")
+    try:
+        encoded, signature = cmd.confirmation.split(".", 1)
+        expires = int(base64.urlsafe_b64decode(encoded.encode()))
+    except ValueError:
+        raise Invalid("the confirmation is not one we issued", fields=("confirmation",)) from None
+    if not hmac.compare_digest(signature, _delete_signature(ticket, expires, secret)):
+        raise WorkflowRefused(
+            "the confirmation does not match this ticket as it is now (it changed, or the token is for another "
+            "ticket); ask for a new one",
+            fields=("confirmation",),
+        )
+    if now.timestamp() > expires:
+        raise WorkflowRefused("the confirmation has expired; ask for a new one", fields=("confirmation",))
+    actor = v.actor()
+    change = Change(
+        set_fields={
+            "phase": "deleted",
+            "status_category": "deleted",
+            "title": "(deleted)",
+            "description": "",
+            "requester": {"email": "deleted@invalid", "name": ""},
+            "organisation": None,
+            "cc": [],
+            "tags": [],
+            "custom": {},
+            "attachments": [],
+            "comments": [],
+            "message_ids": [],
+            "link_token": secrets.token_urlsafe(24),
+            "activity": [activity(now, actor, "deleted", "ticket deleted")],
+            "updated_at": now,
+            "last_updated_by": actor.model_dump(),
+        }
+    )
+    change.events.append(TicketDeleted(ticket_id=ticket["_id"], number=ticket["number"], actor=actor, deleted_at=now))
+    return change
