@@ -2,12 +2,14 @@
 
 from contracts import topics
 from contracts.commands import (
+    AbsorbTicket,
     AddComment,
     CloseTicket,
     CreateTicket,
     DeleteTicket,
     FollowTicket,
     LinkTicket,
+    MergeTicket,
     RecordChild,
     SendNotification,
     UpdateTicket,
@@ -32,6 +34,7 @@ from contracts.events import (
     TicketCreated,
     TicketDeleted,
     TicketLinked,
+    TicketMerged,
     TicketUpdated,
 )
 
@@ -57,11 +60,17 @@ for _model in (
     TicketLinked,
     DeleteTicket,
     TicketDeleted,
+    MergeTicket,
+    AbsorbTicket,
+    TicketMerged,
 ):
     REGISTRY.register(_model)
 
 __all__ = [
     "REGISTRY",
+    "AbsorbTicket",
+    "MergeTicket",
+    "TicketMerged",
     "AddComment",
     "CloseTicket",
     "CreateTicket",

@@ -139,3 +139,21 @@ class DeleteTicket(TargetedCommand):
     VERSION = 1
 
     confirmation: str = Field(description="Token from the delete-confirmation request.", min_length=10, max_length=200)
+
+
+class MergeTicket(TargetedCommand):
+    """Merge a ticket into another: its conversation moves to the survivor, it closes and points there."""
+
+    TYPE = "MergeTicket"
+    VERSION = 1
+
+    into: int = Field(description="Number of the ticket that survives.", ge=1, le=10**12)
+
+
+class AbsorbTicket(TargetedCommand):
+    """Copy a merged ticket's conversation into the survivor. Sent by tickets to itself (outbox)."""
+
+    TYPE = "AbsorbTicket"
+    VERSION = 1
+
+    source: int = Field(description="Number of the ticket merged into this one.", ge=1, le=10**12)

@@ -140,6 +140,17 @@ class TicketLinked(Message):
     actor: Actor = Field(description="Who linked it.")
 
 
+class TicketMerged(Message):
+    """A ticket was merged into another and closed. Sent by tickets; consumed by triggers and portal."""
+
+    TYPE = "TicketMerged"
+    VERSION = 1
+
+    ticket: TicketSnapshot = Field(description="The merged (closed) ticket.")
+    into: int = Field(description="Number of the surviving ticket.")
+    actor: Actor = Field(description="Who merged it.")
+
+
 class TicketDeleted(Message):
     """A ticket was deleted with its conversation. Sent by tickets; consumed by triggers, notify and portal."""
 

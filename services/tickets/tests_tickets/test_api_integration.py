@@ -434,3 +434,36 @@ async def test_a_deleted_ticket_left_behind_by_a_crash_is_removed_once_its_event
     )
     assert await api.store.purge_deleted() == 1
     assert [d["_id"] async for d in api.store.tickets.find({"phase": "deleted"})] == ["pending"]
+
+
+@pytest.mark.asyncio
+async def test_merging_moves_the_conversation_and_later_commands_go_to_the_survivor(infra: Any, api: Api) -> None:
+    source = (await api.create(title="Skrivaren igen"))["number"]
+    survivor = (await api.create(title="Skrivaren"))["number"]
+    await api.call(
+        "POST", f"/tickets/{source}/comments", KUND, json={"kind": "customer_comment", "text": "Fortfarande"}
+    )
+    assert (await api.call("POST", f"/tickets/{source}/merge", KUND, json={"into": survivor})).status_code == 403
+    assert (await api.call("POST", f"/tickets/{source}/merge", ADMIN, json={"into": source})).status_code == 422
+    run = uuid.uuid4().hex
+    merged = await api.call("POST", f"/tickets/{source}/merge", ADMIN, json={"into": survivor, "command_id": run})
+    assert merged.status_code == 200, merged.text
+    assert merged.json()["status"] == "closed" and merged.json()["merged_into"] == survivor
+    await deliver_follow_ups(infra, api, lambda e: e["type"] == "AbsorbTicket" and e["causation_id"] == run, expect=1)
+    after = (await api.call("GET", f"/tickets/{survivor}", ADMIN)).json()
+    assert [c["text"] for c in after["comments"]] == ["Fortfarande"]
+    assert after["comments"][0]["merged_from"] == source
+    # a later comment and a later merge aimed at the merged ticket land on the survivor
+    late = await api.call(
+        "POST", f"/tickets/{source}/comments", ADMIN, json={"kind": "internal_comment", "text": "Sen"}
+    )
+    assert late.status_code == 200 and late.json()["number"] == survivor
+    again = await api.call("POST", f"/tickets/{source}/merge", ADMIN, json={"into": survivor})
+    assert again.status_code == 409 and "already merged" in again.json()["detail"]
+    merged_events = await read_envelopes(
+        infra.bootstrap,
+        topics.TICKET_EVENTS,
+        lambda e: e["type"] == "TicketMerged" and e["causation_id"] == run,
+        expect=1,
+    )
+    assert merged_events[0]["payload"]["into"] == survivor

@@ -115,3 +115,34 @@ async def test_our_sent_message_id_is_remembered_so_a_reply_quoting_it_threads(i
     assert after is not None
     assert len(after["comments"]) == 2
     assert [a["action"] for a in after["activity"]].count("email sent") == 1
+
+
+@pytest.mark.asyncio
+async def test_mail_answering_a_merged_ticket_joins_the_survivor(infra: Any, mongo: Any) -> None:
+    from contracts.commands import AbsorbTicket, MergeTicket
+    from contracts.models import Actor
+    from tickets.workflow import Viewer
+
+    async with started_publisher(infra.bootstrap) as publisher:
+        handlers, store = await handlers_on(mongo, publisher)
+        await handlers.email_received(*email("first@example.se", subject="Skrivaren"))
+        await handlers.email_received(*email("second@example.se", sender="kollega@example.se", subject="Skrivaren 2"))
+        first = await store.tickets.find_one({"source_message_id": "first@example.se"})
+        second = await store.tickets.find_one({"source_message_id": "second@example.se"})
+        admin = Viewer(id="ada", role="admin")
+        merge = MergeTicket(command_id="merge-0001", actor=admin.actor(), number=first["number"], into=second["number"])
+        await handlers.execute(merge, admin)
+        system = Actor(role="system", name="tickets")
+        absorb = AbsorbTicket(command_id="absorb-0001", actor=system, number=second["number"], source=first["number"])
+        await handlers.execute(absorb, Viewer(id="tickets", role="system"))
+        await handlers.email_received(*email("reply@example.se", in_reply_to=("first@example.se",), subject="Re: x"))
+        survivor = await store.get(second["_id"])
+        merged = await store.get(first["_id"])
+    assert survivor is not None and merged is not None
+    assert [c["message_id"] for c in survivor["comments"]] == [
+        "second@example.se",
+        "first@example.se",
+        "reply@example.se",
+    ]
+    assert len(merged["comments"]) == 1 and merged["merged_into"] == second["number"]
+    assert await store.tickets.count_documents({}) == 2

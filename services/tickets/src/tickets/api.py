@@ -15,6 +15,7 @@ from contracts.commands import (
     FieldValue,
     FollowTicket,
     LinkTicket,
+    MergeTicket,
     UpdateTicket,
 )
 from contracts.envelope import derived_id, new_id
@@ -83,7 +84,7 @@ class Detail(Summary):
     followers: list[str] = []
     parent: int | None = None
     children: list[int] = []
-    merged_into: str | None = None
+    merged_into: int | None = None
     recurrence: dict[str, Any] | None = None
     dormant_until: datetime | None = None
     first_response_at: datetime | None = None
@@ -165,6 +166,13 @@ class LinkBody(Body):
 
     expected_version: int | None = Field(default=None, ge=1)
     parent: int | None = Field(ge=1, le=10**12)
+
+
+class MergeBody(Body):
+    """Merge into another ticket."""
+
+    expected_version: int | None = Field(default=None, ge=1)
+    into: int = Field(ge=1, le=10**12)
 
 
 class ConfigBody(BaseModel):
@@ -386,6 +394,15 @@ def router(store: Store, handlers: Handlers, token: str) -> APIRouter:
             command_id=command_id or new_id(), actor=v.actor(), number=number, confirmation=confirmation
         )
         await handlers.execute(command, v, reload=False)
+
+    @api.post(
+        "/tickets/{number}/merge",
+        tags=["commands"],
+        response_model=Detail,
+        summary="Merge the ticket into another: conversation moved, this one closed and pointing to the survivor.",
+    )
+    async def merge(v: Acting, number: Number, body: MergeBody) -> dict[str, Any]:
+        return await run(MergeTicket(actor=v.actor(), number=number, **body.model_dump()), v)
 
     @api.get("/config", tags=["config"], response_model=ConfigBody, summary="Types, workflows, fields, settings.")
     async def get_config(v: Acting) -> dict[str, Any]:

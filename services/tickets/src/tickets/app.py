@@ -9,6 +9,7 @@ from hdkit.service import build_runtime, http_app
 from pymongo import AsyncMongoClient
 
 from contracts import (
+    AbsorbTicket,
     AddComment,
     CloseTicket,
     CommentAdded,
@@ -16,12 +17,14 @@ from contracts import (
     DeleteTicket,
     FollowTicket,
     LinkTicket,
+    MergeTicket,
     RecordChild,
     TicketAssigned,
     TicketClosed,
     TicketCreated,
     TicketDeleted,
     TicketLinked,
+    TicketMerged,
     TicketUpdated,
     UpdateTicket,
     topics,
@@ -62,6 +65,8 @@ def create_app(
                 LinkTicket,
                 RecordChild,
                 DeleteTicket,
+                MergeTicket,
+                AbsorbTicket,
             )
         },
     )
@@ -74,8 +79,9 @@ def create_app(
         TicketClosed,
         TicketLinked,
         TicketDeleted,
+        TicketMerged,
     )
-    rt.declare_publisher(topics.TICKET_COMMANDS, CloseTicket, RecordChild)
+    rt.declare_publisher(topics.TICKET_COMMANDS, CloseTicket, RecordChild, AbsorbTicket)
     rt.on_start += [store.ensure_indexes, relay.ensure_indexes, store.purge_deleted]
     rt.background.append(relay.run_sweeper)
     app = http_app(rt, title="helpdesk tickets", description="Ticket documents, workflow rules and ticket queries.")

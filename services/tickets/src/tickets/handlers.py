@@ -5,12 +5,14 @@ import time
 from typing import Any
 
 from contracts.commands import (
+    AbsorbTicket,
     AddComment,
     CloseTicket,
     CreateTicket,
     DeleteTicket,
     FollowTicket,
     LinkTicket,
+    MergeTicket,
     RecordChild,
     TargetedCommand,
     UpdateTicket,
@@ -138,7 +140,7 @@ class Handlers:
         config = await self.config()
         for _ in range(self._retries):
             threading = decide_thread(email, await self._candidates(email))
-            ticket = threading.ticket
+            ticket = await self._survivor(threading.ticket)
             if ticket is None:
                 await self._create_from_email(envelope, email, threading, config)
                 return
@@ -248,6 +250,8 @@ class Handlers:
         config = await self.config()
         for _ in range(self._retries):
             ticket = await self._store.by_number(command.number)
+            if not isinstance(command, MergeTicket | AbsorbTicket | RecordChild | DeleteTicket):
+                ticket = await self._survivor(ticket)
             if ticket is None or not workflow.can_see(
                 v, ticket, organisation_visible=config.settings.customers_see_organisation
             ):
@@ -275,6 +279,16 @@ class Handlers:
             if parent is not None and not workflow.can_see(v, parent):
                 parent = None
             return workflow.link(ticket, command, parent, v, now=now)
+        if isinstance(command, MergeTicket):
+            target = await self._survivor(await self._store.by_number(command.into), follow=False)
+            if target is not None and not workflow.can_see(v, target):
+                target = None
+            return workflow.merge(ticket, command, target, config, v, now=now)
+        if isinstance(command, AbsorbTicket):
+            source = await self._store.by_number(command.source)
+            change = workflow.absorb(ticket, command, source, v, now=now)
+            await self._store.point_message_ids(ticket["_id"], change.add_to_set.get("message_ids", []))
+            return change
         if isinstance(command, DeleteTicket):
             return workflow.delete(ticket, command, v, now=now, secret=self._secret)
         if isinstance(command, RecordChild):
@@ -321,3 +335,11 @@ class Handlers:
         if ticket is None or not workflow.can_see(v, ticket):
             raise NotFound(f"ticket #{number} not found")
         return workflow.delete_confirmation(ticket, v, now=utcnow(), secret=self._secret)
+
+    async def _survivor(self, ticket: dict[str, Any] | None, *, follow: bool = True) -> dict[str, Any] | None:
+        """Return the ticket a merged ticket now lives in (mail and commands for it go there)."""
+        for _ in range(5 if follow else 0):
+            if ticket is None or not ticket.get("merged_into"):
+                break
+            ticket = await self._store.by_number(ticket["merged_into"])
+        return ticket

@@ -128,6 +128,11 @@ class Store:
         )
         return result.modified_count == 1
 
+    async def point_message_ids(self, ticket_id: str, ids: list[str]) -> None:
+        """Make these Message-IDs lead to a ticket (the survivor of a merge)."""
+        for message_id in ids:
+            await self.message_index.update_one({"_id": message_id}, {"$set": {"ticket_id": ticket_id}}, upsert=True)
+
     async def purge_deleted(self, ticket_id: str | None = None) -> int:
         """Remove deleted tickets whose last events are out (one, or every one a crash left behind)."""
         query: dict[str, Any] = {"phase": "deleted"} if ticket_id is None else {"_id": ticket_id, "phase": "deleted"}

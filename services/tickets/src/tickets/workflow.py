@@ -17,12 +17,14 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from contracts.commands import (
+    AbsorbTicket,
     AddComment,
     CloseTicket,
     CreateTicket,
     DeleteTicket,
     FollowTicket,
     LinkTicket,
+    MergeTicket,
     RecordChild,
     UpdateTicket,
 )
@@ -36,6 +38,7 @@ from contracts import (
     TicketCreated,
     TicketDeleted,
     TicketLinked,
+    TicketMerged,
     TicketUpdated,
     derived_id,
 )
@@ -740,3 +743,79 @@ def delete(ticket: dict[str, Any], cmd: DeleteTicket, v: Viewer, *, now: datetim
     )
     change.events.append(TicketDeleted(ticket_id=ticket["_id"], number=ticket["number"], actor=actor, deleted_at=now))
     return change
+
+
+def merge(
+    source: dict[str, Any], cmd: MergeTicket, target: dict[str, Any] | None, config: Config, v: Viewer, *, now: datetime
+) -> Change:
+    """Return the change that closes `source` as merged into `target`, or raise Refused.
+
+    The survivor takes the conversation through a follow-up command sent by the outbox.
+    """
+    _require_agent(v, "merge tickets")
+    if cmd.into == source["number"]:
+        raise Invalid("a ticket cannot be merged into itself", fields=("into",))
+    if target is None:
+        raise NotFound(f"ticket #{cmd.into} not found", fields=("into",))
+    if source.get("merged_into"):
+        raise WorkflowRefused(f"#{source['number']} is already merged into #{source['merged_into']}")
+    if target.get("merged_into"):
+        raise WorkflowRefused(
+            f"#{target['number']} was merged into #{target['merged_into']}; merge into that one", fields=("into",)
+        )
+    ticket_type = config.type(source["type"])
+    closed = ticket_type.first("closed") if ticket_type else None
+    if closed is None:
+        raise WorkflowRefused(f"type {source['type']} has no closed status")
+    actor = v.actor()
+    version = source["version"] + 1
+    set_fields: dict[str, Any] = {
+        "merged_into": target["number"],
+        **status_fields(ticket_type, closed.key),  # type: ignore[arg-type]
+        "closed_at": now,
+        "updated_at": now,
+        "last_updated_by": actor.model_dump(),
+        "fv.status": version,
+        "fv.merged_into": version,
+    }
+    after = {**source, **{k: x for k, x in set_fields.items() if "." not in k}, "version": version}
+    snap = snapshot(after)
+    change = Change(
+        set_fields=set_fields,
+        push={"activity": [activity(now, actor, "merge", f"merged into #{target['number']}")]},
+    )
+    change.events += [
+        TicketMerged(ticket=snap, into=target["number"], actor=actor),
+        TicketClosed(ticket=snap, actor=actor),
+    ]
+    change.commands.append(
+        AbsorbTicket(
+            command_id=derived_id(cmd.command_id, "absorb"),
+            actor=SYSTEM,
+            number=target["number"],
+            source=source["number"],
+        )
+    )
+    return change
+
+
+def absorb(
+    target: dict[str, Any], cmd: AbsorbTicket, source: dict[str, Any] | None, v: Viewer, *, now: datetime
+) -> Change:
+    """Return the change that gives the survivor of a merge the merged ticket's conversation and contacts."""
+    if v.role != "system":
+        raise Forbidden("only the tickets service completes a merge")
+    if source is None:
+        raise NotFound(f"merged ticket #{cmd.source} not found")
+    comments = [{**c, "merged_from": source["number"]} for c in source.get("comments", [])]
+    cc = [c for c in [source["requester"], *source.get("cc", [])] if c["email"] != target["requester"]["email"]]
+    detail = f"#{source['number']} merged in ({len(comments)} conversation entries)"
+    return Change(
+        set_fields={"updated_at": now},
+        push={"comments": comments, "activity": [activity(now, cmd.actor, "merge", detail)]},
+        add_to_set={
+            "message_ids": list(source.get("message_ids", [])),
+            "cc": cc,
+            "followers": list(source.get("followers", [])),
+        },
+    )
