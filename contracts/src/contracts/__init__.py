@@ -12,6 +12,7 @@ from contracts.commands import (
     MergeTicket,
     RecordChild,
     SendNotification,
+    SplitTicket,
     UpdateTicket,
 )
 from contracts.envelope import (
@@ -63,6 +64,7 @@ for _model in (
     MergeTicket,
     AbsorbTicket,
     TicketMerged,
+    SplitTicket,
 ):
     REGISTRY.register(_model)
 
@@ -92,6 +94,7 @@ __all__ = [
     "NotificationSent",
     "Registry",
     "SendNotification",
+    "SplitTicket",
     "TicketCreated",
     "TicketUpdated",
     "UnknownMessageType",

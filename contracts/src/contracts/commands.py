@@ -157,3 +157,17 @@ class AbsorbTicket(TargetedCommand):
     VERSION = 1
 
     source: int = Field(description="Number of the ticket merged into this one.", ge=1, le=10**12)
+
+
+class SplitTicket(TargetedCommand):
+    """Move part of a ticket's conversation into a new ticket."""
+
+    TYPE = "SplitTicket"
+    VERSION = 1
+
+    comment_ids: tuple[str, ...] = Field(
+        description="Comments that start the new ticket.", min_length=1, max_length=500
+    )
+    title: str | None = Field(
+        default=None, description="Title of the new ticket (default: the old one).", max_length=1000
+    )

@@ -467,3 +467,27 @@ async def test_merging_moves_the_conversation_and_later_commands_go_to_the_survi
         expect=1,
     )
     assert merged_events[0]["payload"]["into"] == survivor
+
+
+@pytest.mark.asyncio
+async def test_splitting_starts_a_new_ticket_from_chosen_comments_once(api: Api) -> None:
+    source = (await api.create(title="Två problem", group="support"))["number"]
+    await api.call("POST", f"/tickets/{source}/comments", KUND, json={"kind": "customer_comment", "text": "Skrivaren"})
+    after = await api.call(
+        "POST", f"/tickets/{source}/comments", KUND, json={"kind": "customer_comment", "text": "Wifi"}
+    )
+    wifi = after.json()["comments"][1]["comment_id"]
+    body = {"command_id": "split-0000-0001", "comment_ids": [wifi], "title": "Wifi"}
+    assert (await api.call("POST", f"/tickets/{source}/split", KUND, json=body)).status_code == 403
+    wrong = {**body, "command_id": "split-0000-0002", "comment_ids": ["nope"]}
+    bad = await api.call("POST", f"/tickets/{source}/split", ADMIN, json=wrong)
+    assert bad.status_code == 422 and "nope" in bad.json()["detail"]
+    made = await api.call("POST", f"/tickets/{source}/split", AGENT, json=body)
+    again = await api.call("POST", f"/tickets/{source}/split", AGENT, json=body)
+    assert made.status_code == again.status_code == 201
+    new = made.json()
+    assert again.json()["number"] == new["number"] != source
+    assert new["title"] == "Wifi" and [c["text"] for c in new["comments"]] == ["Wifi"]
+    assert new["requester"]["email"] == "kund@example.se" and new["group"] == "support"
+    old = (await api.call("GET", f"/tickets/{source}", ADMIN)).json()
+    assert sum(1 for a in old["activity"] if a["action"] == "split") == 1

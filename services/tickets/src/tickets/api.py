@@ -16,6 +16,7 @@ from contracts.commands import (
     FollowTicket,
     LinkTicket,
     MergeTicket,
+    SplitTicket,
     UpdateTicket,
 )
 from contracts.envelope import derived_id, new_id
@@ -173,6 +174,13 @@ class MergeBody(Body):
 
     expected_version: int | None = Field(default=None, ge=1)
     into: int = Field(ge=1, le=10**12)
+
+
+class SplitBody(Body):
+    """Comments that start a new ticket."""
+
+    comment_ids: list[str] = Field(min_length=1, max_length=500)
+    title: str | None = Field(default=None, max_length=1000)
 
 
 class ConfigBody(BaseModel):
@@ -403,6 +411,16 @@ def router(store: Store, handlers: Handlers, token: str) -> APIRouter:
     )
     async def merge(v: Acting, number: Number, body: MergeBody) -> dict[str, Any]:
         return await run(MergeTicket(actor=v.actor(), number=number, **body.model_dump()), v)
+
+    @api.post(
+        "/tickets/{number}/split",
+        tags=["commands"],
+        status_code=201,
+        response_model=Detail,
+        summary="Start a new ticket from some of this ticket's comments; returns the new ticket.",
+    )
+    async def split(v: Acting, number: Number, body: SplitBody) -> dict[str, Any]:
+        return await run(SplitTicket(actor=v.actor(), number=number, **body.model_dump()), v)
 
     @api.get("/config", tags=["config"], response_model=ConfigBody, summary="Types, workflows, fields, settings.")
     async def get_config(v: Acting) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from contracts import (
     LinkTicket,
     MergeTicket,
     RecordChild,
+    SplitTicket,
     TicketAssigned,
     TicketClosed,
     TicketCreated,
@@ -67,6 +68,7 @@ def create_app(
                 DeleteTicket,
                 MergeTicket,
                 AbsorbTicket,
+                SplitTicket,
             )
         },
     )

@@ -14,6 +14,7 @@ from contracts.commands import (
     LinkTicket,
     MergeTicket,
     RecordChild,
+    SplitTicket,
     TargetedCommand,
     UpdateTicket,
 )
@@ -245,6 +246,8 @@ class Handlers:
         envelope = cause or Envelope.wrap(command, event_id=getattr(command, "command_id", None))
         if isinstance(command, CreateTicket):
             return await self._create(envelope, command, v)
+        if isinstance(command, SplitTicket):
+            return await self._split(envelope, command, v)
         if not isinstance(command, TargetedCommand):
             raise workflow.Invalid(f"{envelope.type} is not a ticket command")
         config = await self.config()
@@ -343,3 +346,38 @@ class Handlers:
                 break
             ticket = await self._store.by_number(ticket["merged_into"])
         return ticket
+
+    async def _split(self, envelope: Envelope, command: SplitTicket, v: Viewer) -> dict[str, Any]:
+        """Create the new ticket (idempotent: its id comes from the command id), then note it on the old one."""
+        config = await self.config()
+        source = await self._survivor(await self._store.by_number(command.number))
+        if source is None or not workflow.can_see(v, source):
+            raise NotFound(f"ticket #{command.number} not found")
+        ticket_id = derived_id("ticket-split", command.command_id)
+        doc = await self._store.get(ticket_id)
+        if doc is None:
+            now = utcnow()
+            workflow.split(
+                source, command, config, v, ticket_id=ticket_id, number=1, now=now
+            )  # refuse before numbering
+            number = await self._store.next_number()
+            doc, events, _ = workflow.split(source, command, config, v, ticket_id=ticket_id, number=number, now=now)
+            outbox = self._outbox(envelope, ticket_id, events)
+            try:
+                await self._store.insert_ticket(doc, outbox)
+                await self._relay.flush_items(ticket_id, outbox)
+            except Exception as exc:
+                if not is_duplicate(exc) or (doc := await self._store.get(ticket_id)) is None:
+                    raise
+        for _ in range(self._retries):
+            if command.command_id in source.get("applied", []):
+                return doc
+            _, _, change = workflow.split(
+                source, command, config, v, ticket_id=ticket_id, number=doc["number"], now=utcnow()
+            )
+            if await self._store.apply(
+                source["_id"], change, event_id=command.command_id, outbox=[], expected_version=source["version"]
+            ):
+                return doc
+            source = await self._store.get(source["_id"]) or source
+        raise Conflict(f"ticket #{command.number} changed {self._retries} times while it was split")

@@ -26,6 +26,7 @@ from contracts.commands import (
     LinkTicket,
     MergeTicket,
     RecordChild,
+    SplitTicket,
     UpdateTicket,
 )
 from contracts.events import Comment, FieldChange
@@ -819,3 +820,51 @@ def absorb(
             "followers": list(source.get("followers", [])),
         },
     )
+
+
+def split(
+    source: dict[str, Any],
+    cmd: SplitTicket,
+    config: Config,
+    v: Viewer,
+    *,
+    ticket_id: str,
+    number: int,
+    now: datetime,
+) -> tuple[dict[str, Any], list[Any], Change]:
+    """Return the new ticket made of some of `source`'s comments, its events, and the change to `source`."""
+    _require_agent(v, "split tickets")
+    chosen = [c for c in source.get("comments", []) if c["comment_id"] in set(cmd.comment_ids)]
+    missing = sorted(set(cmd.comment_ids) - {c["comment_id"] for c in chosen})
+    if missing:
+        raise Invalid(f"no such comments on #{source['number']}: {', '.join(missing)}", fields=("comment_ids",))
+    ticket_type = config.type(source["type"]) or config.types[0]
+    actor = v.actor()
+    title = _text(cmd.title, "title", MAX_TITLE, required=True) if cmd.title is not None else source["title"]
+    doc = new_document(
+        ticket_id=ticket_id,
+        number=number,
+        title=title,
+        ticket_type=ticket_type,
+        requester=source["requester"],
+        channel=source.get("channel", "agent"),
+        actor=actor,
+        now=now,
+        values={
+            "group": source.get("group"),
+            "handler": source.get("handler"),
+            "priority": source.get("priority", "medium"),
+            "organisation": source.get("organisation"),
+            "description": chosen[0]["text"],
+            "comments": [{**c, "split_from": source["number"]} for c in chosen],
+            "message_ids": [c["message_id"] for c in chosen if c.get("message_id")],
+        },
+    )
+    doc["activity"].append(activity(now, actor, "split", f"split from #{source['number']} ({len(chosen)} entries)"))
+    doc["applied"] = [cmd.command_id]
+    created = TicketCreated(ticket=snapshot(doc), description=doc["description"], actor=actor, cause=None)
+    change = Change(
+        set_fields={"updated_at": now, "last_updated_by": actor.model_dump()},
+        push={"activity": [activity(now, actor, "split", f"{len(chosen)} entries split into #{number}")]},
+    )
+    return doc, [created], change
