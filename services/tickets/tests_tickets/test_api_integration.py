@@ -15,7 +15,8 @@ from hdkit.mongo import OutboxRelay
 from hdkit.testing import read_envelopes, started_publisher
 from tickets.api import install_error_handlers, router
 from tickets.domain import Mailbox
-from tickets.handlers import Handlers
+from tickets.handlers import Handlers, Indexer
+from tickets.search import SearchIndex
 from tickets.store import Store
 
 from contracts import Envelope, topics
@@ -54,8 +55,10 @@ async def api(infra: Any, mongo: Any) -> AsyncIterator[Api]:
         await store.ensure_indexes()
         await store.seed_defaults(Mailbox(address="support@localhost", group="support"))
         handlers = Handlers(store, OutboxRelay(store.tickets, publisher), message_id_secret=SECRET)
+        search = SearchIndex(mongo)
+        await search.ensure_indexes()
         app = FastAPI()
-        app.include_router(router(store, handlers, TOKEN))
+        app.include_router(router(store, handlers, TOKEN, search=search))
         install_error_handlers(app)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tickets") as client:
             yield Api(client, store, handlers)
@@ -491,3 +494,42 @@ async def test_splitting_starts_a_new_ticket_from_chosen_comments_once(api: Api)
     assert new["requester"]["email"] == "kund@example.se" and new["group"] == "support"
     old = (await api.call("GET", f"/tickets/{source}", ADMIN)).json()
     assert sum(1 for a in old["activity"] if a["action"] == "split") == 1
+
+
+@pytest.mark.asyncio
+async def test_search_finds_words_from_title_contact_and_conversation_only_for_those_who_may_see(api: Api) -> None:
+    from contracts.events import Comment
+    from tickets.domain import snapshot
+
+    from contracts import CommentAdded, TicketCreated
+
+    indexer = Indexer(api.store, SearchIndex(api.store.db))
+    printer = await api.create(title="Skrivaren på plan 3", group="support")
+    invoice = await api.create(title="Faktura", group="billing")
+    for t in (printer, invoice):
+        doc = await api.store.get(t["ticket_id"])
+        await indexer.ticket_created(None, TicketCreated(ticket=snapshot(doc), actor=Actor(role="system")))  # type: ignore[arg-type]
+    replied = await api.call(
+        "POST",
+        f"/tickets/{invoice['number']}/comments",
+        KUND,
+        json={"kind": "customer_comment", "text": "Beloppet är fel på fakturan"},
+    )
+    comment = Comment.model_validate({k: v for k, v in replied.json()["comments"][-1].items() if k != "kind"})
+    doc = await api.store.get(invoice["ticket_id"])
+    await indexer.comment_added(None, CommentAdded(ticket=snapshot(doc), comment=comment, author_role="customer"))  # type: ignore[arg-type]
+
+    async def found(q: str, who: dict[str, str]) -> list[int]:
+        response = await api.call("GET", f"/tickets/search?q={q}", who)
+        assert response.status_code == 200, response.text
+        return [t["number"] for t in response.json()["items"]]
+
+    assert await found("skrivaren", ADMIN) == [printer["number"]]
+    assert await found("beloppet fakturan", ADMIN) == [invoice["number"]]
+    assert await found("kund@example.se", ADMIN) == [invoice["number"], printer["number"]]
+    assert await found("beloppet", AGENT) == []  # billing is not the agent's group
+    assert await found("skrivaren", OTHER) == []  # another customer's ticket
+    assert await found("skrivaren", KUND) == [printer["number"]]
+    for hostile in ("%7B%22%24gt%22%3A%22%22%7D", "%24where", "a"):
+        assert (await api.call("GET", f"/tickets/search?q={hostile}", ADMIN)).json()["items"] == []
+    assert (await api.call("GET", "/tickets/search?q=" + "x" * 1001, ADMIN)).status_code == 422

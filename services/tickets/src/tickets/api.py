@@ -29,7 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tickets.access import VIEWS, View, view_filters, viewer
 from tickets.config import Config
 from tickets.handlers import Conflict, Handlers
-from tickets.store import Store
+from tickets.search import InvalidQuery, SearchIndex
+from tickets.store import SUMMARY_FIELDS, Store
 from tickets.workflow import Refused, Viewer, can_see
 
 KEY_PARAM = r"^[A-Za-z0-9_.@+-]{1,100}$"
@@ -212,7 +213,7 @@ def refused_response(exc: Refused) -> JSONResponse:
     )
 
 
-def router(store: Store, handlers: Handlers, token: str) -> APIRouter:
+def router(store: Store, handlers: Handlers, token: str, *, search: SearchIndex | None = None) -> APIRouter:
     """Return the API routes, all behind the service token and the acting user's access."""
     api = APIRouter(prefix="/api", dependencies=[Depends(require_service_token(token))])
     Acting = Annotated[Viewer, Depends(viewer)]
@@ -293,6 +294,34 @@ def router(store: Store, handlers: Handlers, token: str) -> APIRouter:
         except ValueError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
         return {"items": [_summary(d) for d in docs], "next_cursor": next_cursor}
+
+    @api.get(
+        "/tickets/search",
+        tags=["tickets"],
+        response_model=Page,
+        summary="Tickets with every word of `q` in their title, contact or conversation, newest first.",
+    )
+    async def search_tickets(
+        v: Acting,
+        q: Annotated[str, Query(min_length=1, max_length=1000)],
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        cursor: Annotated[str | None, Query(max_length=400)] = None,
+    ) -> dict[str, Any]:
+        if search is None:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "search is not configured")
+        config = await handlers.config()
+        org = config.settings.customers_see_organisation
+        fields = {**SUMMARY_FIELDS, "organisation": 1, "phase": 1}
+
+        async def visible(numbers: list[int]) -> list[dict[str, Any]]:
+            found = store.tickets.find({"number": {"$in": numbers}}, fields)
+            return [_summary(d) async for d in found if can_see(v, d, organisation_visible=org)]
+
+        try:
+            items, next_cursor = await search.search(q, visible=visible, limit=limit, cursor=cursor)
+        except InvalidQuery as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+        return {"items": items, "next_cursor": next_cursor}
 
     @api.get("/tickets/counts", tags=["tickets"], response_model=Counts, summary="Ticket count of every view.")
     async def counts(v: Acting, group: Annotated[str | None, Query(pattern=KEY_PARAM)] = None) -> dict[str, Any]:

@@ -31,7 +31,8 @@ from contracts import (
     topics,
 )
 from tickets.api import install_error_handlers, router
-from tickets.handlers import Handlers
+from tickets.handlers import Handlers, Indexer
+from tickets.search import SearchIndex
 from tickets.settings import Settings
 from tickets.store import Store
 
@@ -84,11 +85,23 @@ def create_app(
         TicketMerged,
     )
     rt.declare_publisher(topics.TICKET_COMMANDS, CloseTicket, RecordChild, AbsorbTicket)
-    rt.on_start += [store.ensure_indexes, relay.ensure_indexes, store.purge_deleted]
+    search = SearchIndex(rt.db)
+    indexer = Indexer(store, search)
+    rt.consumer.subscribe(
+        topics.TICKET_EVENTS,
+        {
+            TicketCreated.TYPE: indexer.ticket_created,
+            CommentAdded.TYPE: indexer.comment_added,
+            TicketUpdated.TYPE: indexer.ticket_updated,
+            TicketDeleted.TYPE: indexer.ticket_deleted,
+        },
+        group_id="helpdesk-tickets-search",
+    )
+    rt.on_start += [store.ensure_indexes, relay.ensure_indexes, search.ensure_indexes, store.purge_deleted]
     rt.background.append(relay.run_sweeper)
     app = http_app(rt, title="helpdesk tickets", description="Ticket documents, workflow rules and ticket queries.")
     app.state.runtime = rt
     app.state.store = store
-    app.include_router(router(store, handlers, settings.service_token.get_secret_value()))
+    app.include_router(router(store, handlers, settings.service_token.get_secret_value(), search=search))
     install_error_handlers(app)
     return app

@@ -26,11 +26,15 @@ from hdkit.sanitise import sanitise_html
 from hdkit.telemetry import current_traceparent
 
 from contracts import (
+    CommentAdded,
     EmailReceived,
     Envelope,
     Message,
     NotificationFailed,
     NotificationSent,
+    TicketCreated,
+    TicketDeleted,
+    TicketUpdated,
     derived_id,
     topics,
 )
@@ -46,6 +50,7 @@ from tickets.domain import (
     notification_recorded,
     subject_number,
 )
+from tickets.search import RecordConflict, SearchIndex, ticket_texts
 from tickets.store import Store
 from tickets.workflow import NotFound, Refused, Viewer
 
@@ -381,3 +386,39 @@ class Handlers:
                 return doc
             source = await self._store.get(source["_id"]) or source
         raise Conflict(f"ticket #{command.number} changed {self._retries} times while it was split")
+
+
+class Indexer:
+    """Keeps the search index in step with the tickets service's own events (retried until it succeeds)."""
+
+    def __init__(self, store: Store, index: SearchIndex) -> None:
+        self._store = store
+        self._index = index
+
+    async def _reindex(self, number: int) -> None:
+        doc = await self._store.by_number(number)
+        texts = [] if doc is None or doc.get("phase") == "deleted" else ticket_texts(doc)
+        try:
+            await self._index.reindex(number, texts)
+        except RecordConflict as exc:
+            raise Conflict(str(exc)) from exc
+
+    async def ticket_created(self, envelope: Envelope, event: TicketCreated) -> None:
+        """Index a new ticket (as it is now, so a replay after later changes indexes those too)."""
+        await self._reindex(event.ticket.number)
+
+    async def comment_added(self, envelope: Envelope, event: CommentAdded) -> None:
+        """Index a comment's words."""
+        try:
+            await self._index.index_texts(event.ticket.number, [event.comment.text])
+        except RecordConflict as exc:
+            raise Conflict(str(exc)) from exc
+
+    async def ticket_updated(self, envelope: Envelope, event: TicketUpdated) -> None:
+        """Re-index when a searchable field changed."""
+        if any(c.field in ("title", "description", "organisation") for c in event.changes):
+            await self._reindex(event.ticket.number)
+
+    async def ticket_deleted(self, envelope: Envelope, event: TicketDeleted) -> None:
+        """Forget a deleted ticket's words."""
+        await self._reindex(event.number)
