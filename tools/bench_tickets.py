@@ -33,6 +33,7 @@ from contracts.models import Actor  # noqa: E402
 from pymongo import AsyncMongoClient  # noqa: E402
 from tickets.config import default_config  # noqa: E402
 from tickets.domain import new_document  # noqa: E402
+from tickets.search import SearchIndex, ticket_texts  # noqa: E402
 from tickets.store import Store  # noqa: E402
 
 from contracts import Envelope, topics  # noqa: E402
@@ -148,6 +149,25 @@ async def seed(url: str, db_name: str, total: int, batch: int = 2000) -> float:
     return elapsed
 
 
+async def seed_search(url: str, db_name: str, total: int) -> float:
+    """Bulk-load the search index of the seeded tickets (the same texts, regenerated); return the seconds."""
+    global TOTAL
+    TOTAL = total
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url)
+    index = SearchIndex(client[db_name])
+    await index.ensure_indexes()
+    if await client[db_name]["search_tickets"].estimated_document_count() >= total:
+        print(f"· search index of {total:,} tickets already seeded", flush=True)
+        await client.close()
+        return 0.0
+    rnd = random.Random(42)  # noqa: S311 - the same sequence as seed()
+    now = datetime.now(UTC)
+    t0 = time.perf_counter()
+    await index.bulk_load((n, ticket_texts(make_ticket(n, rnd, now))) for n in range(1, total + 1))
+    await client.close()
+    return time.perf_counter() - t0
+
+
 def timed(client: httpx.Client, path: str, headers: dict[str, str], reps: int) -> list[float]:
     """Return the latencies in ms of `reps` GETs of `path`."""
     out = []
@@ -188,6 +208,12 @@ def measure_queries(base: str, total: int, reps: int) -> dict[str, Any]:
             lat = timed(client, "/api/tickets/counts", headers, reps)
             counts = client.get("/api/tickets/counts", headers=headers).json()["views"]
             results[f"counts {who}"] = (statistics.median(lat), pct(lat, 95), counts)
+        for q in ("skrivare", "faktura leverans", "printer invoice delivery", "kund4711@example.se", "zyxwvu"):
+            for who, headers in (("admin", admin), ("agent", agent)):
+                timed(client, f"/api/tickets/search?q={q}", headers, 2)
+                lat = timed(client, f"/api/tickets/search?q={q}", headers, reps)
+                items = client.get(f"/api/tickets/search?q={q}", headers=headers).json()["items"]
+                results[f"search {who} '{q}'"] = (statistics.median(lat), pct(lat, 95), len(items))
         rnd = random.Random(7)  # noqa: S311
         lat = []
         for _ in range(reps * 3):
@@ -279,6 +305,9 @@ def main() -> None:
         seconds = asyncio.run(seed(store.url, "helpdesk_tickets", args.tickets))
         if seconds:
             print(f"· seeded {args.tickets:,} tickets in {seconds:.0f}s ({args.tickets / seconds:,.0f}/s)", flush=True)
+        seconds = asyncio.run(seed_search(store.url, "helpdesk_tickets", args.tickets))
+        if seconds:
+            print(f"· search index of {args.tickets:,} tickets bulk-loaded in {seconds:.0f}s", flush=True)
         log = open(data / "tickets.log", "ab")  # noqa: SIM115 - closed at exit
         proc = subprocess.Popen([str(BIN / "tickets"), "run"], env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
         base = f"http://127.0.0.1:{http_port}"
