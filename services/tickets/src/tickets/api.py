@@ -4,6 +4,7 @@ Commands here and from Kafka go through the same `Handlers.execute`; every route
 user (headers set by the calling service, which holds the service token).
 """
 
+import asyncio
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -26,7 +27,7 @@ from fastapi.responses import JSONResponse
 from hdkit.auth import require_service_token
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tickets.access import VIEWS, View, view_filters, viewer
+from tickets.access import AGENT_ONLY_VIEWS, VIEWS, View, view_filters, viewer
 from tickets.config import Config
 from tickets.handlers import Conflict, Handlers
 from tickets.search import InvalidQuery, SearchIndex
@@ -326,15 +327,14 @@ def router(store: Store, handlers: Handlers, token: str, *, search: SearchIndex 
     @api.get("/tickets/counts", tags=["tickets"], response_model=Counts, summary="Ticket count of every view.")
     async def counts(v: Acting, group: Annotated[str | None, Query(pattern=KEY_PARAM)] = None) -> dict[str, Any]:
         config = await handlers.config()
-        out = {}
-        for name in VIEWS:
-            if v.role == "customer" and name in ("unassigned", "mine", "recently_updated_by_customers"):
-                continue
+        names = [n for n in VIEWS if not (v.role == "customer" and n in AGENT_ONLY_VIEWS)]
+        queries = []
+        for name in names:
             filters, _ = view_filters(name, v, organisation_visible=config.settings.customers_see_organisation)
             if group is not None:
                 filters = [{**f, "group": group} for f in filters if f.get("group", group) == group]
-            out[name] = await store.count(filters)
-        return {"views": out}
+            queries.append(store.count(filters))
+        return {"views": dict(zip(names, await asyncio.gather(*queries), strict=True))}
 
     @api.get("/tickets/{number}", tags=["tickets"], response_model=Detail, summary="One ticket by number.")
     async def detail(v: Acting, number: Number) -> dict[str, Any]:

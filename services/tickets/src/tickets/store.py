@@ -1,5 +1,6 @@
 """The only module that talks to MongoDB for tickets: one ticket is one document, outbox included."""
 
+import asyncio
 import base64
 import json
 from datetime import UTC, datetime
@@ -262,18 +263,21 @@ class Store:
         keys = fields if len(filters) == 1 else {"number": 1, sort: 1}
         order = [(sort, DESCENDING), ("number", DESCENDING)]
         found: dict[str, dict[str, Any]] = {}
-        for query in filters:
+
+        async def one(query: dict[str, Any]) -> list[dict[str, Any]]:
             parts = [query]
             if after is not None:
                 value, number = after
                 parts = [{**query, sort: value, "number": {"$lt": number}}, {**query, sort: {"$lt": value}}]
-            taken = 0
+            rows: list[dict[str, Any]] = []
             for part in parts:
-                if taken > limit:
+                if len(rows) > limit:
                     break
-                async for doc in self.tickets.find(part, keys).sort(order).limit(limit + 1 - taken):
-                    found[doc["_id"]] = doc
-                    taken += 1
+                rows += [doc async for doc in self.tickets.find(part, keys).sort(order).limit(limit + 1 - len(rows))]
+            return rows
+
+        for rows in await asyncio.gather(*(one(query) for query in filters)):
+            found.update((doc["_id"], doc) for doc in rows)
         docs = sorted(found.values(), key=lambda d: (_sortable(d.get(sort)), d["number"]), reverse=True)
         more = len(docs) > limit
         docs = docs[:limit]
@@ -284,11 +288,8 @@ class Store:
 
     async def count(self, filters: list[dict[str, Any]]) -> int:
         """Count tickets matching any of `filters` (disjoint by construction); index-only on the store."""
-        total = 0
-        for query in filters:
-            result = await self.db.command("count", self.tickets.name, query=query)
-            total += int(result["n"])
-        return total
+        results = await asyncio.gather(*(self.db.command("count", self.tickets.name, query=query) for query in filters))
+        return sum(int(result["n"]) for result in results)
 
     async def detail(self, query: dict[str, Any]) -> dict[str, Any] | None:
         """Return one whole ticket (without its outbox) matching a query."""
