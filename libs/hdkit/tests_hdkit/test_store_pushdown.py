@@ -195,3 +195,11 @@ async def test_pushed_down_queries_go_through_the_index_under_its_scalar_contrac
     assert "odd" not in await _find(indexed, query, sort, 500)
     count = await indexed.database.command("count", indexed.name, query=query)
     assert count["n"] == len(await _find(plain, query, sort, 0)) - 1
+
+
+@pytest.mark.asyncio
+async def test_counting_a_whole_collection_agrees_with_its_documents(pair: tuple[Any, Any]) -> None:
+    indexed, plain = pair
+    for coll in (indexed, plain):
+        assert await coll.estimated_document_count() == 1000
+        assert (await coll.database.command("count", coll.name))["n"] == 1000

@@ -204,6 +204,10 @@ func contains(list []string, s string) bool {
 // helpdeskPushdown plans the query; ok is false when nothing beyond FerretDB's own pushdown applies.
 func helpdeskPushdown(meta *metadata.Collection, params *backends.QueryParams) (*helpdeskPlan, bool) {
 	filter := params.IndexFilter
+	if filter == nil && params.CountOnly {
+		filter = types.MakeDocument(0) // count of the whole collection
+	}
+
 	if meta.Capped() || params.OnlyRecordIDs || filter == nil {
 		return nil, false
 	}
