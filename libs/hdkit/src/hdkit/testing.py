@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -75,19 +76,20 @@ class OutboxCollection:
         doc = self.docs.get(flt["_id"])
         return copy.deepcopy(doc) if doc else None
 
-    async def update_one(self, flt: dict[str, Any], update: dict[str, Any]) -> None:
-        """Apply the `$unset` of an outbox flush."""
+    async def update_one(self, flt: dict[str, Any], update: dict[str, Any]) -> SimpleNamespace:
+        """Apply the `$set` / `$unset` of an outbox flush if the filter matches; say whether it did."""
         doc = self.docs.get(flt["_id"])
-        if doc is None:
-            return
-        if "outbox" in flt and doc.get("outbox") != flt["outbox"]:
-            return
+        if doc is None or ("outbox" in flt and doc.get("outbox") != flt["outbox"]):
+            return SimpleNamespace(matched_count=0, modified_count=0)
+        for key, value in update.get("$set", {}).items():
+            doc[key] = copy.deepcopy(value)
         for key in update.get("$unset", {}):
             *path, last = key.split(".")
             target = doc
             for part in path:
                 target = target.get(part, {})
             target.pop(last, None)
+        return SimpleNamespace(matched_count=1, modified_count=1)
 
 
 class FakePublisher:
