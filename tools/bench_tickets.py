@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 from contracts.commands import UpdateTicket  # noqa: E402
 from contracts.models import Actor  # noqa: E402
 from pymongo import AsyncMongoClient  # noqa: E402
+from tickets.access import VIEWS  # noqa: E402
 from tickets.config import default_config  # noqa: E402
 from tickets.domain import new_document  # noqa: E402
 from tickets.search import SearchIndex, ticket_texts  # noqa: E402
@@ -184,16 +185,7 @@ def measure_queries(base: str, total: int, reps: int) -> dict[str, Any]:
     auth = {"Authorization": f"Bearer {TOKEN}"}
     admin = {**auth, "X-Actor-Id": "admin", "X-Actor-Role": "admin"}
     agent = {**auth, "X-Actor-Id": "agent3", "X-Actor-Role": "agent", "X-Actor-Groups": "support,billing"}
-    views = [
-        "unassigned",
-        "mine",
-        "waiting_for_agent",
-        "waiting_for_customer",
-        "all_open",
-        "dormant",
-        "recently_updated_by_customers",
-        "all",
-    ]
+    views = list(VIEWS)
     results: dict[str, Any] = {}
     with httpx.Client(base_url=base, timeout=60) as client:
         for who, headers in (("admin", admin), ("agent", agent)):

@@ -127,6 +127,7 @@ def test_the_title_is_always_required_and_required_fields_are_named() -> None:
         ({"cc": ["not-an-address"]}, "cc"),
         ({"dormant_until": "tomorrow"}, "dormant_until"),
         ({"recurrence": {"every": "sometimes"}}, "recurrence.every"),
+        ({"parent": 3}, "parent"),
     ],
 )
 def test_bad_values_are_refused_naming_the_field(fields: dict[str, Any], named: str) -> None:

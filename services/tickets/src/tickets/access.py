@@ -5,7 +5,7 @@ A view for a viewer is a list of filters whose union is the answer: one per grou
 """
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from fastapi import Header, HTTPException, status
 
@@ -21,16 +21,7 @@ View = Literal[
     "recently_updated_by_customers",
     "all",
 ]
-VIEWS: tuple[View, ...] = (
-    "unassigned",
-    "mine",
-    "waiting_for_agent",
-    "waiting_for_customer",
-    "all_open",
-    "dormant",
-    "recently_updated_by_customers",
-    "all",
-)
+VIEWS: tuple[View, ...] = get_args(View)
 AGENT_ONLY_VIEWS = {"unassigned", "mine", "recently_updated_by_customers"}
 ROLES = {"admin", "agent", "light_agent", "customer", "system"}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -43,7 +43,7 @@ from contracts import (
     TicketUpdated,
     derived_id,
 )
-from tickets.config import PHASE_OF, Config, TicketType
+from tickets.config import PHASE_OF, STANDARD_FIELDS, Config, TicketType
 from tickets.domain import Change, Invalid, Refused, activity, new_document, snapshot, status_fields
 
 MAX_TITLE = 1000
@@ -244,6 +244,8 @@ def normalise(values: dict[str, Any], config: Config, ticket_type: TicketType, *
         if name == "dormant_for":
             out["wake_at"] = now + _duration(value, name)
             continue
+        if name in ("parent", "children", "merged_into"):
+            raise Invalid(f"`{name}` changes only by linking or merging tickets", fields=(name,))
         if name not in config.fields and name not in _KNOWN:
             raise Invalid(f"unknown field `{name}`", fields=(name,))
         if not config.rule(name).used:
@@ -254,21 +256,8 @@ def normalise(values: dict[str, Any], config: Config, ticket_type: TicketType, *
     return out
 
 
-_KNOWN = {
-    "title",
-    "description",
-    "type",
-    "status",
-    "priority",
-    "category",
-    "group",
-    "handler",
-    "organisation",
-    "cc",
-    "tags",
-    "dormant_until",
-    "recurrence",
-}
+# parent and children change only through LinkTicket, so that both sides stay in step
+_KNOWN = set(STANDARD_FIELDS) - {"parent"}
 
 
 def _convert(name: str, value: Any, config: Config, ticket_type: TicketType, now: datetime) -> Any:
