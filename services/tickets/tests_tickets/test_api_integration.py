@@ -131,6 +131,8 @@ async def test_every_query_and_command_as_the_wrong_person_is_refused(api: Api) 
     assert (await api.call("GET", "/tickets?view=all", OTHER)).json()["items"] == []
     assert (await api.call("GET", "/tickets?view=unassigned", KUND)).status_code == 403
     assert (await api.call("GET", "/tickets", {"X-Actor-Id": "x", "X-Actor-Role": "root"})).status_code == 403
+    star = {"X-Actor-Id": "x", "X-Actor-Role": "agent", "X-Actor-Groups": "*"}
+    assert (await api.call("GET", f"/tickets/{b}", star)).status_code == 404
     assert (await api.client.get("/api/tickets", headers=AGENT)).status_code in (401, 403)
     # changing
     for who, method, path, body in (

@@ -214,6 +214,8 @@ def test_dormant_for_a_period_and_until_a_date_store_the_wake_up_time() -> None:
     until = datetime(2027, 1, 7, 8, 0, tzinfo=UTC)
     ch = change(ticket, {"status": "dormant", "dormant_until": until.isoformat()})
     assert ch.set_fields["wake_at"] == until and ch.set_fields["dormant_until"] == until
+    woken = change(applied(ticket, ch), {"status": "open"})
+    assert woken.set_fields["wake_at"] is None and woken.set_fields["dormant_until"] is None
 
 
 def test_recurrence_stores_its_next_time() -> None:

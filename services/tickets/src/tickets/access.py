@@ -38,7 +38,8 @@ async def viewer(
     """Read the acting user from the headers the calling service sets; refuse requests that do not say who."""
     if not x_actor_id or x_actor_role not in ROLES:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "X-Actor-Id and a valid X-Actor-Role are required")
-    groups = tuple(sorted({g.strip() for g in x_actor_groups.split(",") if g.strip()}))
+    # "*" (every group) is for commands from trusted Kafka producers only, never from a header
+    groups = tuple(sorted({g.strip() for g in x_actor_groups.split(",") if g.strip() and g.strip() != "*"}))
     return Viewer(
         id=x_actor_id,
         role=x_actor_role,

@@ -450,6 +450,8 @@ def update(
         new[f"custom.{key}"] = value
     if "dormant_until" in new and new["dormant_until"] is not None:
         new["wake_at"] = new["dormant_until"]
+    if new.get("phase", ticket.get("phase")) != "dormant" and (ticket.get("wake_at") or ticket.get("dormant_until")):
+        new.update(wake_at=None, dormant_until=None)  # a ticket that wakes early forgets its wake-up time
     changes = [
         FieldChange(field=name, old=_get(ticket, name), new=value)
         for name, value in new.items()
