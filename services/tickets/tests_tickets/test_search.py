@@ -406,3 +406,25 @@ async def test_a_ticket_indexed_while_its_postings_are_being_compacted_is_not_lo
     found = await numbers(index, tickets, "diskmaskinen", limit=100)
     assert 5 in found
     assert len(found) == 3 * search.SEAL_AT - 1 + 1
+
+
+@pytest.mark.asyncio
+async def test_tickets_indexed_at_the_same_time_share_their_posting_writes_and_all_are_found(mongo: Any) -> None:
+    tickets = Tickets()
+    index = await indexed(mongo, tickets, [])
+    writes = 0
+    real = index.postings.bulk_write
+
+    async def counting(ops: Any, **kwargs: Any) -> Any:
+        nonlocal writes
+        writes += len(ops)
+        return await real(ops, **kwargs)
+
+    index.postings.bulk_write = counting  # type: ignore[method-assign]
+    texts = {n: [f"Skrivaren på plan {n}", f"ärende{n} toner"] for n in range(1, 21)}
+    tickets.titles.update({n: t[0] for n, t in texts.items()})
+    await asyncio.gather(*(index.index_texts(n, t) for n, t in texts.items()))
+    assert await numbers(index, tickets, "skrivaren toner") == list(range(20, 0, -1))
+    assert await numbers(index, tickets, "ärende7") == [7]
+    # one update each for the shared words and the one distinct word per ticket, not one per ticket and word
+    assert writes < sum(len(set(" ".join(t).lower().split())) for t in texts.values()) / 2

@@ -408,6 +408,17 @@ class _Walk:
         )
 
 
+GROUP_WINDOW = 0.02  # seconds a posting update waits for others to share its write
+
+
+class _AddBatch:
+    """Posting bits to set, merged across the tickets indexed within one group window."""
+
+    def __init__(self) -> None:
+        self.bits: dict[tuple[str, int], tuple[str, int, int]] = {}  # (posting id, word) → (term, bucket, bits)
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+
 class SearchIndex:
     """The tickets' full-text index in the store: writes the postings of tickets, answers queries page by page."""
 
@@ -416,6 +427,8 @@ class SearchIndex:
         self.budget = budget
         self.postings = db[POSTINGS]
         self.records = db[RECORDS]
+        self._batch: _AddBatch | None = None
+        self._flushing: set[asyncio.Future[None]] = set()
 
     async def ensure_indexes(self) -> None:
         """Create the (term, bucket) index that every query by term runs through."""
@@ -565,19 +578,9 @@ class SearchIndex:
         """Set the ticket's bit in the postings of `add` and clear it in those of `remove` (idempotent)."""
         bucket, offset = divmod(number, BUCKET)
         index, bit = offset // WORD, 1 << (offset % WORD)
+        if add:
+            await self._add_grouped(bucket, index, bit, add)
         ops = [
-            UpdateOne(
-                {"_id": posting_id(term, bucket)},
-                {
-                    "$bit": {f"w{index}": {"or": _int64(bit)}},
-                    "$inc": {"v": 1},
-                    "$setOnInsert": {"t": term, "b": bucket},
-                },
-                upsert=True,
-            )
-            for term in add
-        ]
-        ops += [
             UpdateOne(
                 {"_id": posting_id(term, bucket)},
                 {
@@ -587,21 +590,67 @@ class SearchIndex:
             )
             for term in remove
         ]
-        for attempt in range(WRITE_RETRIES):
-            try:
-                await self.postings.bulk_write(ops, ordered=False)
-                break
-            except BulkWriteError as exc:
-                # two tickets of one bucket may create the same posting at once; the loser's upsert is retried
-                errors = exc.details.get("writeErrors", [])
-                if attempt == WRITE_RETRIES - 1 or any(error.get("code") != DUPLICATE_KEY for error in errors):
-                    raise
+        if ops:
+            await self._bulk(ops)
         if number % SEAL_EVERY == 0:
             # postings that no search reads would otherwise gather changes (and get slower to write) forever
             ids = [posting_id(term, bucket) for term in [*add, *remove]]
             for start in range(0, len(ids), MAX_IN):
                 found = self.postings.find({"_id": {"$in": ids[start : start + MAX_IN]}})
                 await self._seal([doc async for doc in found if len(_live(doc)) > SEAL_AT])
+
+    async def _bulk(self, ops: list[UpdateOne]) -> None:
+        for attempt in range(WRITE_RETRIES):
+            try:
+                await self.postings.bulk_write(ops, ordered=False)
+                return
+            except BulkWriteError as exc:
+                # two writers may create the same posting at once; the loser's upsert is retried
+                errors = exc.details.get("writeErrors", [])
+                if attempt == WRITE_RETRIES - 1 or any(error.get("code") != DUPLICATE_KEY for error in errors):
+                    raise
+
+    async def _add_grouped(self, bucket: int, index: int, bit: int, terms: list[str]) -> None:
+        """Set a ticket's bit in these postings once the store has them (or raise what the store raised).
+
+        Tickets indexed within one short window share one update per posting word (group commit).
+        """
+        batch = self._batch
+        if batch is None:
+            batch = self._batch = _AddBatch()
+            asyncio.get_running_loop().call_later(GROUP_WINDOW, self._start_flush, batch)
+        for term in terms:
+            key = (posting_id(term, bucket), index)
+            _, _, bits = batch.bits.get(key, (term, bucket, 0))
+            batch.bits[key] = (term, bucket, bits | bit)
+        await asyncio.shield(batch.done)
+
+    def _start_flush(self, batch: _AddBatch) -> None:
+        task = asyncio.ensure_future(self._flush(batch))
+        self._flushing.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._flushing.discard)
+
+    async def _flush(self, batch: _AddBatch) -> None:
+        if self._batch is batch:
+            self._batch = None
+        ops = [
+            UpdateOne(
+                {"_id": pid},
+                {
+                    "$bit": {f"w{index}": {"or": _int64(bits)}},
+                    "$inc": {"v": 1},
+                    "$setOnInsert": {"t": term, "b": bucket},
+                },
+                upsert=True,
+            )
+            for (pid, index), (term, bucket, bits) in batch.bits.items()
+        ]
+        try:
+            await self._bulk(ops)
+        except Exception as exc:  # every ticket of the batch fails and is retried by its consumer
+            batch.done.set_exception(exc)
+        else:
+            batch.done.set_result(None)
 
     async def _seal(self, docs: list[dict[str, Any]]) -> None:
         """Fold the changes of posting documents into their sealed bits, unless a write came in since they were read."""
