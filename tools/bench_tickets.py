@@ -58,11 +58,10 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def make_ticket(n: int, rnd: random.Random, now: datetime) -> dict[str, Any]:
+def make_ticket(n: int, total: int, rnd: random.Random, now: datetime) -> dict[str, Any]:
     """Return the n-th synthetic ticket: most closed, some open, a few dormant, spread over three years."""
-    config = CONFIG
-    ticket_type = config.types[n % len(config.types)]
-    created = now - timedelta(minutes=(TOTAL - n) * 1.5)
+    ticket_type = CONFIG.types[n % len(CONFIG.types)]
+    created = now - timedelta(minutes=(total - n) * 1.5)
     roll = rnd.random()
     status = (
         "closed"
@@ -116,13 +115,10 @@ def make_ticket(n: int, rnd: random.Random, now: datetime) -> dict[str, Any]:
 
 CONFIG = default_config()
 ACTOR = Actor(role="customer", email="bench@example.se")
-TOTAL = 0
 
 
 async def seed(url: str, db_name: str, total: int, batch: int = 2000) -> float:
     """Bulk-load `total` tickets; return the seconds it took."""
-    global TOTAL
-    TOTAL = total
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url)
     store = Store(client[db_name])
     already = await store.tickets.estimated_document_count()
@@ -136,7 +132,7 @@ async def seed(url: str, db_name: str, total: int, batch: int = 2000) -> float:
     t0 = time.perf_counter()
     docs: list[dict[str, Any]] = []
     for n in range(1, total + 1):
-        docs.append(make_ticket(n, rnd, now))
+        docs.append(make_ticket(n, total, rnd, now))
         if len(docs) == batch:
             await store.tickets.insert_many(docs, ordered=False)
             docs = []
@@ -152,8 +148,6 @@ async def seed(url: str, db_name: str, total: int, batch: int = 2000) -> float:
 
 async def seed_search(url: str, db_name: str, total: int) -> float:
     """Bulk-load the search index of the seeded tickets (the same texts, regenerated); return the seconds."""
-    global TOTAL
-    TOTAL = total
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url)
     index = SearchIndex(client[db_name])
     await index.ensure_indexes()
@@ -164,7 +158,7 @@ async def seed_search(url: str, db_name: str, total: int) -> float:
     rnd = random.Random(42)  # noqa: S311 - the same sequence as seed()
     now = datetime.now(UTC)
     t0 = time.perf_counter()
-    await index.bulk_load((n, ticket_texts(make_ticket(n, rnd, now))) for n in range(1, total + 1))
+    await index.bulk_load((n, ticket_texts(make_ticket(n, total, rnd, now))) for n in range(1, total + 1))
     await client.close()
     return time.perf_counter() - t0
 

@@ -338,12 +338,11 @@ def test_the_configuration_refuses_inconsistent_workflows() -> None:
         Config.model_validate({**default_config().model_dump(), "fields": {"title": {"used": True, "required": False}}})
     with pytest.raises(ValueError):
         Config.model_validate({**default_config().model_dump(), "types": default_config().model_dump()["types"] * 4})
-    assert Actor(role="system")  # the system actor is valid for rule-made changes
 
 
 def test_linking_sets_the_parent_and_asks_the_parent_to_record_its_child() -> None:
     from contracts.commands import LinkTicket, RecordChild
-    from tickets.workflow import SYSTEM, link, record_child
+    from tickets.workflow import link, record_child
 
     from contracts import TicketLinked
 
@@ -372,7 +371,6 @@ def test_linking_sets_the_parent_and_asks_the_parent_to_record_its_child() -> No
         moved, LinkTicket(command_id="link-0003", actor=AGENT.actor(), number=1, parent=None), None, AGENT, now=NOW
     )
     assert [(c.number, c.linked) for c in unlink.commands] == [(7, False)]
-    assert SYSTEM.role == "system"
 
 
 def test_closing_a_parent_sends_a_close_for_each_child_unless_told_not_to() -> None:

@@ -82,9 +82,8 @@ class OutboxRelay:
         # Usually the outbox holds exactly what was just published: empty it in one write. If another change
         # added entries meanwhile, remove only ours and keep `outbox_since` until the outbox is empty, so the
         # sweeper still finds the newer entries should their own flush never happen.
-        exact = {env.event_id: doc[OUTBOX][env.event_id] for _, env in items}
         done = await self._coll.update_one(
-            {"_id": doc["_id"], OUTBOX: exact}, {"$set": {OUTBOX: {}}, "$unset": {OUTBOX_SINCE: ""}}
+            {"_id": doc["_id"], OUTBOX: doc[OUTBOX]}, {"$set": {OUTBOX: {}}, "$unset": {OUTBOX_SINCE: ""}}
         )
         if done.matched_count:
             return len(items)

@@ -4,11 +4,11 @@ A view for a viewer is a list of filters whose union is the answer: one per grou
 (plus tickets without a group), each answered through its own index (see store.INDEXES).
 """
 
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, get_args
 
 from fastapi import Header, HTTPException, status
 
+from tickets.domain import EPOCH
 from tickets.workflow import Viewer
 
 View = Literal[
@@ -24,7 +24,6 @@ View = Literal[
 VIEWS: tuple[View, ...] = get_args(View)
 AGENT_ONLY_VIEWS = {"unassigned", "mine", "recently_updated_by_customers"}
 ROLES = {"admin", "agent", "light_agent", "customer", "system"}
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 async def viewer(

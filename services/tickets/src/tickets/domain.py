@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from contracts.events import Comment, FieldChange
@@ -17,6 +17,8 @@ from contracts.models import Actor, Address, TicketSnapshot
 from contracts import CommentAdded, EmailReceived, TicketCreated, TicketUpdated, derived_id
 from tickets.config import PHASE_OF, Config, TicketType
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+"""Before every ticket: the sort value of a missing time, and the lower bound of "has a time"."""
 SUBJECT_TOKEN = re.compile(r"\[#(\d{1,12})\]")
 
 

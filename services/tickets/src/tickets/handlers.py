@@ -2,6 +2,7 @@
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from contracts.commands import (
@@ -20,7 +21,7 @@ from contracts.commands import (
 )
 from contracts.envelope import utcnow
 from contracts.message_ids import ticket_id_from_message_id
-from hdkit.kafka import RetryLater
+from hdkit.kafka import Rejected, RetryLater
 from hdkit.mongo import OutboxRelay, is_duplicate
 from hdkit.sanitise import sanitise_html
 from hdkit.telemetry import current_traceparent
@@ -96,7 +97,7 @@ class Handlers:
         cause: Envelope,
         ticket_id: str,
         events: list[Message],
-        commands: list[Message] = (),  # type: ignore[assignment]
+        commands: Sequence[Message] = (),
     ) -> list[tuple[str, Envelope]]:
         traceparent = current_traceparent()
         out = [
@@ -230,8 +231,6 @@ class Handlers:
 
     async def command_received(self, envelope: Envelope, command: Message) -> None:
         """Carry out a ticket command from Kafka; one that is refused is dead-lettered with the reason."""
-        from hdkit.kafka import Rejected
-
         actor = getattr(command, "actor", None)
         if actor is None:
             raise Rejected(f"{envelope.type} is not a ticket command")

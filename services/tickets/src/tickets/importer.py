@@ -24,7 +24,6 @@ from pydantic import ValidationError
 from tickets.workflow import Refused, Viewer
 
 LIST_FIELDS = {"tags", "cc"}
-NUMBER_HINT = {"custom."}
 
 
 @dataclass

@@ -12,7 +12,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts import Envelope
 from tickets.config import Config, default_config
-from tickets.domain import Change, Mailbox
+from tickets.domain import EPOCH, Change, Mailbox
 
 # What a list row shows. Kept short on purpose: the store's cost of a page grows with every field read.
 SUMMARY_FIELDS = {
@@ -294,9 +294,6 @@ class Store:
     async def detail(self, query: dict[str, Any]) -> dict[str, Any] | None:
         """Return one whole ticket (without its outbox) matching a query."""
         return await self.tickets.find_one(query, HIDDEN_FIELDS)
-
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _sortable(value: Any) -> Any:

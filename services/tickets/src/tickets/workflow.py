@@ -467,7 +467,7 @@ def update(
         raise WorkflowRefused("a ticket needs a handler before it can leave New", fields=("status", "handler"))
     version = ticket["version"] + 1
     set_fields: dict[str, Any] = {
-        **{k: val for k, val in new.items()},
+        **new,
         "updated_at": now,
         "last_updated_by": actor.model_dump(),
         **{f"fv.{c.field}": version for c in changes},

@@ -12,6 +12,7 @@ package sqlite
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -191,16 +192,6 @@ func indexFields(meta *metadata.Collection) [][]string {
 	return res
 }
 
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-
-	return false
-}
-
 // helpdeskPushdown plans the query; ok is false when nothing beyond FerretDB's own pushdown applies.
 func helpdeskPushdown(meta *metadata.Collection, params *backends.QueryParams) (*helpdeskPlan, bool) {
 	filter := params.IndexFilter
@@ -264,14 +255,14 @@ func helpdeskPushdown(meta *metadata.Collection, params *backends.QueryParams) (
 	for _, fields := range indexFields(meta) {
 		covered := 0
 		for _, c := range pushable {
-			if c.key == "_id" || contains(fields, c.key) {
+			if c.key == "_id" || slices.Contains(fields, c.key) {
 				covered++
 			}
 		}
 
 		sorts := sortOK
 		for _, k := range sortKeys {
-			sorts = sorts && contains(fields, k)
+			sorts = sorts && slices.Contains(fields, k)
 		}
 
 		if covered > bestCovered || (covered == bestCovered && sorts && !bestSorts) {
@@ -291,7 +282,7 @@ func helpdeskPushdown(meta *metadata.Collection, params *backends.QueryParams) (
 
 	var conds []string
 	for _, c := range pushable {
-		if c.key == "_id" || contains(best, c.key) {
+		if c.key == "_id" || slices.Contains(best, c.key) {
 			conds = append(conds, c.sql)
 			plan.args = append(plan.args, c.args...)
 		}
@@ -336,7 +327,7 @@ func projectionKeys(projection, filter *types.Document, sortKeys []string) []str
 	keep := []string{"_id"}
 	add := func(field string) {
 		top := strings.SplitN(field, ".", 2)[0]
-		if !contains(keep, top) {
+		if !slices.Contains(keep, top) {
 			keep = append(keep, top)
 		}
 	}
@@ -360,7 +351,7 @@ func projectionKeys(projection, filter *types.Document, sortKeys []string) []str
 			continue
 		}
 
-		if !included || strings.HasPrefix(k, "$") || strings.Contains(k, "$") {
+		if !included || strings.Contains(k, "$") {
 			return nil // exclusions and operators: read whole documents
 		}
 
