@@ -263,6 +263,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=40)
     parser.add_argument("--dir", type=Path, default=None, help="data folder (kept with --keep; reused when seeded)")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--only", choices=("queries", "commands"), help="measure only queries or only commands")
     args = parser.parse_args()
     data = args.dir or Path(tempfile.mkdtemp(prefix="helpdesk-bench-tickets-"))
     data.mkdir(parents=True, exist_ok=True)
@@ -304,15 +305,20 @@ def main() -> None:
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        results = measure_queries(base, args.tickets, args.reps)
-        rate, elapsed = asyncio.run(measure_commands(kafka.bootstrap, args.tickets, args.commands))
+        results = measure_queries(base, args.tickets, args.reps) if args.only != "commands" else {}
+        rate, elapsed = (
+            asyncio.run(measure_commands(kafka.bootstrap, args.tickets, args.commands))
+            if args.only != "queries"
+            else (0.0, 0.0)
+        )
         print(f"\n== tickets at {args.tickets:,} (store: {store.backend}) ==")
         for name, (p50, p95, extra) in results.items():
             suffix = f"  ({extra} rows)" if isinstance(extra, int) else ""
             print(f"{name:<48} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms{suffix}")
             if name.startswith("counts") and isinstance(extra, dict):
                 print(f"{'':<48} {', '.join(f'{k} {v:,}' for k, v in extra.items())}")
-        print(f"{'commands through Kafka':<48} {rate:7.0f} /s  ({args.commands:,} in {elapsed:.1f}s)")
+        if args.only != "queries":
+            print(f"{'commands through Kafka':<48} {rate:7.0f} /s  ({args.commands:,} in {elapsed:.1f}s)")
     finally:
         if proc is not None:
             proc.terminate()

@@ -88,7 +88,12 @@ def build_runtime(
         broker=broker,
         publisher=publisher,
         consumer=Consumer(
-            broker=broker, publisher=publisher, service=name, metrics=metrics, workers=settings.consumer_workers
+            broker=broker,
+            publisher=publisher,
+            service=name,
+            metrics=metrics,
+            workers=settings.consumer_workers,
+            tracer_provider=provider,
         ),
         mongo=mongo or make_client(settings.mongo_url),
         metrics=metrics,

@@ -130,5 +130,12 @@ def setup_logging(service: str, settings: Base) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
+    handler.setLevel(settings.log_level.upper())  # also for loggers that set their own, lower level
+    # FastStream gives its "faststream" logger its own coloured handler at INFO and stops propagation;
+    # route it through ours (JSON, the configured level) instead.
+    faststream_logger = logging.getLogger("faststream")
+    faststream_logger.handlers[:] = []
+    faststream_logger.propagate = True
+    faststream_logger.setLevel(logging.NOTSET)
     for noisy in ("aiokafka", "kafka", "pymongo", "uvicorn.access", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -54,7 +54,7 @@ def create_app(
         topics.NOTIFY_EVENTS,
         {"NotificationSent": handlers.notification_sent, "NotificationFailed": handlers.notification_failed},
     )
-    rt.consumer.subscribe(
+    rt.consumer.subscribe_batch(
         topics.TICKET_COMMANDS,
         {
             model.TYPE: handlers.command_received

@@ -253,14 +253,13 @@ class Store:
         """Return one page, newest `sort` value first, of the union of `filters`, and the next page's cursor.
 
         Keyset pagination on (sort field, number), both descending. Each filter is asked separately with
-        two index-covered queries (ties of the cursor's value, then older values) and the pages are merged,
-        so an agent's several groups never make the store sort a whole queue.
+        two index-ordered queries (ties of the cursor's value, then older values) and the pages are merged,
+        so an agent's several groups never make the store sort a whole queue. The rows are read with their
+        page fields at once: the store reads each whole document anyway (FerretDB always, MongoDB for
+        `_id`), so reading sort keys first and the page's rows second only cost a second query.
         """
         after = decode_cursor(cursor) if cursor else None
-        fields = projection or SUMMARY_FIELDS
-        # With several filters, first find the page's rows by their sort keys only (cheap), then read
-        # just those rows; with one, read the page directly.
-        keys = fields if len(filters) == 1 else {"number": 1, sort: 1}
+        fields = {**(projection or SUMMARY_FIELDS), sort: 1, "number": 1}  # the merge needs the sort keys
         order = [(sort, DESCENDING), ("number", DESCENDING)]
         found: dict[str, dict[str, Any]] = {}
 
@@ -273,7 +272,7 @@ class Store:
             for part in parts:
                 if len(rows) > limit:
                     break
-                rows += [doc async for doc in self.tickets.find(part, keys).sort(order).limit(limit + 1 - len(rows))]
+                rows += [doc async for doc in self.tickets.find(part, fields).sort(order).limit(limit + 1 - len(rows))]
             return rows
 
         for rows in await asyncio.gather(*(one(query) for query in filters)):
@@ -281,9 +280,6 @@ class Store:
         docs = sorted(found.values(), key=lambda d: (_sortable(d.get(sort)), d["number"]), reverse=True)
         more = len(docs) > limit
         docs = docs[:limit]
-        if len(filters) > 1 and docs:
-            rows = {d["_id"]: d async for d in self.tickets.find({"_id": {"$in": [d["_id"] for d in docs]}}, fields)}
-            docs = [rows[d["_id"]] for d in docs if d["_id"] in rows]
         return docs, encode_cursor(docs[-1].get(sort), docs[-1]["number"]) if more and docs else None
 
     async def count(self, filters: list[dict[str, Any]]) -> int:
