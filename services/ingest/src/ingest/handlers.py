@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from bson import Binary
 from contracts.envelope import utcnow
 from contracts.models import Attachment
 from hdkit.mongo import OutboxRelay, is_duplicate, outbox_fields
@@ -14,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from contracts import EmailReceived, Envelope, derived_id, topics
 from ingest.domain import ParsedEmail, UnreadableEmail, dedupe_key, parse_email
-from ingest.store import Store
+from ingest.store import INLINE_RAW, Store
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("ingest")
@@ -85,7 +86,9 @@ class EmailIntake:
         message_key = derived_id("email", dedupe_key(mailbox, raw, parsed.message_id))
         try:
             raw_id = message_key
-            await self._store.save_raw(raw_id, raw)
+            inline = len(raw) <= INLINE_RAW
+            if not inline:
+                await self._store.save_raw(raw_id, raw)
             attachments, notes = await self._keep_attachments(raw_id, parsed)
             event = EmailReceived(
                 mailbox=mailbox.lower(),
@@ -118,6 +121,7 @@ class EmailIntake:
                 "received_at": event.received_at,
                 "size": len(raw),
                 "auto_reason": parsed.auto_reason,
+                **({"raw": Binary(raw)} if inline else {}),
                 **outbox_fields([(topics.INBOUND_EMAIL, envelope)]),
             }
             try:
@@ -126,10 +130,10 @@ class EmailIntake:
                 if not is_duplicate(exc):
                     raise
                 # Seen before: publish whatever a crash or an outage left unpublished, then say yes.
-                await self._relay.flush(await self._store.find_message(message_key))
+                await self._relay.flush_written_once(await self._store.find_message(message_key) or {})
                 self._count.labels("email", Outcome.DUPLICATE.value).inc()
                 return Outcome.DUPLICATE
-            await self._relay.flush(doc)
+            await self._relay.flush_written_once(doc)  # a message record never gets further entries
         except Exception as exc:
             log.warning("could not accept a message for %s: %r", mailbox, exc)
             self._count.labels("email", "deferred").inc()

@@ -8,6 +8,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 CHUNK = 8 * 1024 * 1024  # raw messages are split so a large one stays under the 16 MB document limit
+INLINE_RAW = 256 * 1024  # a message up to this size keeps its bytes in its own record (one write, not two)
 
 
 class Store:
@@ -36,7 +37,10 @@ class Store:
                 pass  # kept by an earlier delivery of the same message
 
     async def load_raw(self, raw_id: str) -> bytes | None:
-        """Return the raw bytes of a message, or None."""
+        """Return the raw bytes of a message or attachment (kept in its record or in chunks), or None."""
+        record = await self.messages.find_one({"_id": raw_id, "raw": {"$exists": True}}, {"raw": 1})
+        if record is not None:
+            return bytes(record["raw"])
         parts = [doc["data"] async for doc in self.chunks.find({"raw_id": raw_id}).sort("n", ASCENDING)]
         return b"".join(bytes(p) for p in parts) if parts else None
 
@@ -46,7 +50,7 @@ class Store:
 
     async def find_message(self, message_key: str) -> dict[str, Any] | None:
         """Return a message record by id."""
-        return await self.messages.find_one({"_id": message_key})
+        return await self.messages.find_one({"_id": message_key}, {"raw": 0})
 
     async def add_quarantine(self, doc: dict[str, Any]) -> None:
         """Keep a message that could not be read, with its reason."""

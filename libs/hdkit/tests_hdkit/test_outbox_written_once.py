@@ -1,0 +1,69 @@
+"""Documents whose outbox is written only at insert: published at once, emptied together, never lost."""
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from hdkit.mongo import OUTBOX, OUTBOX_SINCE, OutboxRelay, outbox_fields
+from hdkit.testing import FakePublisher
+
+from contracts import Envelope, topics
+from tests_hdkit.test_consumer import email_envelope
+
+
+def record(n: int) -> tuple[dict[str, Any], Envelope]:
+    envelope = email_envelope()
+    return {"_id": f"m{n}", **outbox_fields([(topics.INBOUND_EMAIL, envelope)])}, envelope
+
+
+class CountingCollection:
+    """Passes calls through to a real collection, counting the writes that empty outboxes."""
+
+    def __init__(self, coll: Any) -> None:
+        self._coll = coll
+        self.update_many_calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._coll, name)
+
+    async def update_many(self, *args: Any, **kwargs: Any) -> Any:
+        self.update_many_calls += 1
+        return await self._coll.update_many(*args, **kwargs)
+
+
+async def test_records_published_together_are_emptied_in_one_write(mongo: Any) -> None:
+    coll = CountingCollection(mongo["messages"])
+    publisher = FakePublisher()
+    relay = OutboxRelay(coll, publisher)  # type: ignore[arg-type]
+    docs = [record(n)[0] for n in range(20)]
+    await mongo["messages"].insert_many([dict(d) for d in docs])
+    assert await asyncio.gather(*(relay.flush_written_once(d) for d in docs)) == [1] * 20
+    await relay.drain()
+    assert coll.update_many_calls == 1
+    assert await mongo["messages"].count_documents({OUTBOX_SINCE: {"$exists": True}}) == 0
+    assert await mongo["messages"].count_documents({OUTBOX: {}}) == 20
+    assert sorted(e.event_id for _, e in publisher.sent) == sorted(d[OUTBOX].popitem()[0] for d in docs)
+
+
+async def test_a_second_delivery_before_the_outbox_is_emptied_is_not_published_again(mongo: Any) -> None:
+    publisher = FakePublisher()
+    relay = OutboxRelay(mongo["messages"], publisher)
+    doc, envelope = record(1)
+    await mongo["messages"].insert_one(dict(doc))
+    assert await relay.flush_written_once(doc) == 1
+    assert await relay.flush_written_once(await mongo["messages"].find_one({"_id": "m1"})) == 0
+    await relay.drain()
+    assert await relay.flush_written_once(await mongo["messages"].find_one({"_id": "m1"})) == 0  # emptied
+    assert [e.event_id for _, e in publisher.sent] == [envelope.event_id]
+
+
+async def test_entries_whose_emptying_never_happened_are_published_again_by_the_sweeper(mongo: Any) -> None:
+    publisher = FakePublisher()
+    doc, envelope = record(1)
+    await mongo["messages"].insert_one(dict(doc))
+    crashed = OutboxRelay(mongo["messages"], publisher, clear_window=60)  # the process dies inside the window
+    assert await crashed.flush_written_once(doc) == 1
+    crashed._clearing.cancel()  # type: ignore[union-attr]
+    restarted = OutboxRelay(mongo["messages"], publisher)
+    assert await restarted.sweep(older_than=timedelta(0)) == 1
+    assert [e.event_id for _, e in publisher.sent] == [envelope.event_id, envelope.event_id]
