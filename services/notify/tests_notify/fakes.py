@@ -2,6 +2,7 @@
 
 import copy
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
@@ -33,6 +34,7 @@ class FakeStore:
         self.collection = OutboxCollection()
         self.template_docs = {template_id(t.key, t.language): t for t in (templates or default_templates())}
         self.fail_finish = 0
+        self.counts: dict[tuple[str, int, int], int] = {}
 
     @property
     def docs(self) -> dict[Any, dict[str, Any]]:
@@ -84,6 +86,12 @@ class FakeStore:
             return False
         doc.update(state=UNCERTAIN, reason=reason)
         return True
+
+    async def count_automatic(self, key: str, window: timedelta, now: datetime) -> int:
+        seconds = int(window.total_seconds())
+        slot = (key, seconds, int(now.timestamp()) // seconds)
+        self.counts[slot] = self.counts.get(slot, 0) + 1
+        return self.counts[slot]
 
     async def for_ticket(self, ticket_id: str | None, limit: int = 100) -> list[dict[str, Any]]:
         docs = [copy.deepcopy(d) for d in self.docs.values() if ticket_id in (None, d.get("ticket_id"))]

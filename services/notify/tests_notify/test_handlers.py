@@ -1,12 +1,13 @@
 """Handling SendNotification: each mail is sent once, and its outcome is reported."""
 
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 
 import pytest
 from contracts.message_ids import ticket_id_from_message_id
 from hdkit.kafka import Rejected
 from hdkit.mongo import OutboxRelay
-from notify.handlers import Handlers, MailIdentity, MailServerUnavailable
+from notify.handlers import AutoMailCaps, Handlers, MailIdentity, MailServerUnavailable
 from notify.smtp import DeliveryDeferred, DeliveryRefused
 from prometheus_client import CollectorRegistry
 
@@ -276,3 +277,52 @@ async def test_the_from_name_comes_from_the_mailbox_settings(store, publisher, s
     message = smtp.outbox[0][0]
     assert message["From"].addresses[0].display_name == "Acme Support"
     assert "Acme Support" in message.get_body(("plain",)).get_content()
+
+
+async def test_automatic_mail_for_one_ticket_stops_at_the_hourly_cap_and_the_ticket_learns_why(
+    store, publisher, smtp, metrics, naps
+):
+    handlers = make_handlers(store, publisher, smtp, metrics, naps, caps=AutoMailCaps(per_ticket_per_hour=3))
+    for n in range(5):
+        await handle(handlers, send_notification(notification_id=f"auto-{n}", to={"email": f"c{n}@example.com"}))
+    assert len(smtp.outbox) == 3
+    failed = [e for _, e in events(publisher) if isinstance(e, NotificationFailed)]
+    assert [e.notification_id for e in failed] == ["auto-3", "auto-4"]
+    assert "cap of 3 automatic mails for this ticket an hour" in failed[0].reason
+    assert failed[0].permanent is False
+    assert store.docs["auto-4"]["state"] == "failed" and count(metrics, "suppressed") == 2
+
+
+async def test_automatic_mail_to_one_address_is_capped_across_tickets(store, publisher, smtp, metrics, naps):
+    caps = AutoMailCaps(per_ticket_per_hour=0, per_recipient_per_hour=2, per_recipient_per_day=0)
+    handlers = make_handlers(store, publisher, smtp, metrics, naps, caps=caps)
+    for n in range(3):
+        await handle(handlers, send_notification(notification_id=f"n-{n}", ticket_id=f"t{n}", ticket_number=n + 1))
+    await handle(handlers, send_notification(notification_id="other", to={"email": "bob@example.com"}))
+    assert [to for _, _, (to,) in smtp.outbox] == ["alice@example.com", "alice@example.com", "bob@example.com"]
+
+
+async def test_mail_a_person_wrote_is_never_capped(store, publisher, smtp, metrics, naps):
+    handlers = make_handlers(store, publisher, smtp, metrics, naps, caps=AutoMailCaps(per_ticket_per_hour=1))
+    for n in range(3):
+        await handle(handlers, send_notification(notification_id=f"agent-{n}", auto_submitted=None))
+    assert len(smtp.outbox) == 3
+
+
+async def test_the_caps_count_per_window_so_the_next_hour_sends_again(store, publisher, smtp, metrics, naps):
+    now = [datetime(2026, 11, 23, 10, 30, tzinfo=UTC)]
+    caps = AutoMailCaps(per_ticket_per_hour=1)
+    handlers = make_handlers(store, publisher, smtp, metrics, naps, caps=caps, clock=lambda: now[0])
+    await handle(handlers, send_notification(notification_id="a"))
+    await handle(handlers, send_notification(notification_id="b"))
+    now[0] += timedelta(hours=1)
+    await handle(handlers, send_notification(notification_id="c"))
+    assert len(smtp.outbox) == 2
+
+
+async def test_a_redelivered_command_is_not_counted_twice(store, publisher, smtp, metrics, naps):
+    handlers = make_handlers(store, publisher, smtp, metrics, naps, caps=AutoMailCaps(per_ticket_per_hour=1))
+    command = send_notification(notification_id="once")
+    await handle(handlers, command)
+    await handle(handlers, command)
+    assert sum(store.counts.values()) == 3  # one mail, counted once in each of its three windows

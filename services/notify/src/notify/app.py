@@ -1,7 +1,10 @@
 """Wiring of the notify process: runtime, store, outbox relay, SMTP sender, handlers, subscriber, routes."""
 
+import asyncio
+import logging
 from typing import Any
 
+from contracts.envelope import utcnow
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 from hdkit.mongo import OutboxRelay
@@ -10,16 +13,30 @@ from pymongo import AsyncMongoClient
 
 from contracts import NotificationFailed, NotificationSent, topics
 from notify.api import make_router
-from notify.handlers import Handlers, MailIdentity
+from notify.handlers import AutoMailCaps, Handlers, MailIdentity
 from notify.settings import Settings
 from notify.smtp import MailSender, SmtpSender
 from notify.store import Store
+
+log = logging.getLogger(__name__)
 
 TITLE = "helpdesk notify"
 DESCRIPTION = (
     "Renders email templates and sends each notification once over SMTP; reports `NotificationSent` "
     "or `NotificationFailed` so tickets can record the Message-ID or show the failure."
 )
+
+
+async def forget_ended_windows(store: Store, every: float = 3600.0) -> None:
+    """Drop the automatic-mail counts of windows that have ended, now and then (a background task)."""
+    while True:
+        try:
+            await store.forget_counts(utcnow())
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("could not drop old automatic-mail counts; will try again")
+        await asyncio.sleep(every)
 
 
 def create_app(
@@ -48,11 +65,23 @@ def create_app(
         metrics=rt.metrics,
         max_attempts=settings.smtp_max_attempts,
         max_retry_delay=settings.smtp_retry_max_delay,
+        caps=AutoMailCaps(
+            per_ticket_per_hour=settings.auto_mail_per_ticket_per_hour,
+            per_recipient_per_hour=settings.auto_mail_per_recipient_per_hour,
+            per_recipient_per_day=settings.auto_mail_per_recipient_per_day,
+        ),
     )
     rt.consumer.subscribe(topics.NOTIFY_COMMANDS, {"SendNotification": handlers.send_notification})
     rt.on_start.append(store.ensure_indexes)
     rt.on_start.append(relay.ensure_indexes)
     rt.background.append(relay.run_sweeper)
+    if isinstance(store, Store):
+        real_store = store
+
+        async def forget_automatic_mail_counts() -> None:
+            await forget_ended_windows(real_store)
+
+        rt.background.append(forget_automatic_mail_counts)
     rt.declare_publisher(topics.NOTIFY_EVENTS, NotificationSent, NotificationFailed)
 
     app = http_app(rt, title=TITLE, description=DESCRIPTION)

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any, Protocol
 
@@ -73,6 +73,10 @@ class NotificationStore(Protocol):
         """Return a template."""
         ...
 
+    async def count_automatic(self, key: str, window: timedelta, now: datetime) -> int:
+        """Count one automatic mail for a key in the current window; return the window's count."""
+        ...
+
 
 class Outbox(Protocol):
     """Publishes a document's outbox (`hdkit.mongo.OutboxRelay`)."""
@@ -112,6 +116,33 @@ class _Unrecorded:
     sent_at: datetime
 
 
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class AutoMailCaps:
+    """How many automatic mails (auto-replies, rule mail) may go out, per ticket and per recipient; 0: no cap.
+
+    These stop what loop detection misses: an auto-responder that marks nothing answering our auto-reply,
+    or a rule that fires on every comment of a chatty thread. Mail an agent writes is never capped.
+    """
+
+    per_ticket_per_hour: int = 5
+    per_recipient_per_hour: int = 10
+    per_recipient_per_day: int = 30
+
+    def windows(self, command: SendNotification) -> list[tuple[str, timedelta, int, str]]:
+        """Return (counter key, window, cap, what it limits) for each cap that applies."""
+        recipient = command.to.email.lower()
+        caps = [
+            (f"ticket:{command.ticket_id}", HOUR, self.per_ticket_per_hour, "automatic mails for this ticket an hour"),
+            (f"to:{recipient}", HOUR, self.per_recipient_per_hour, f"automatic mails to {recipient} an hour"),
+            (f"to:{recipient}", DAY, self.per_recipient_per_day, f"automatic mails to {recipient} a day"),
+        ]
+        return [cap for cap in caps if cap[2] > 0]
+
+
 class CannotSend(Exception):
     """The mail cannot be made (unknown template, bad template, bad address): retrying cannot help."""
 
@@ -129,6 +160,7 @@ class Handlers:
         metrics: CollectorRegistry,
         max_attempts: int = 8,
         max_retry_delay: float = 30.0,
+        caps: AutoMailCaps | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -138,13 +170,15 @@ class Handlers:
         self._identity = identity
         self._max_attempts = max_attempts
         self._max_retry_delay = max_retry_delay
+        self._caps = caps or AutoMailCaps()
         self._sleep = sleep
         self._clock = clock
         # Mails the server took whose recording failed in this process: a redelivery records them as sent.
         self._unrecorded: dict[str, _Unrecorded] = {}
         self._outcomes = Counter(
             "helpdesk_notifications_total",
-            "Notifications handled, by template and outcome (sent, failed, deferred, uncertain, duplicate).",
+            "Notifications handled, by template and outcome "
+            "(sent, failed, deferred, uncertain, duplicate, suppressed).",
             ["template", "outcome"],
             registry=metrics,
         )
@@ -160,6 +194,9 @@ class Handlers:
         if not await self._store.claim(nid, self._fields(envelope, command, mail)):
             await self._seen_before(await self._store.get(nid), envelope, command)
             return
+        if command.auto_submitted and (over := await self._over_cap(command)):
+            await self._refused(envelope, command, f"not sent: {over}", permanent=False, outcome="suppressed")
+            return
         try:
             await self._sender.send(mail.message, sender=command.mailbox, recipients=[command.to.email])
         except DeliveryDeferred as exc:
@@ -171,6 +208,14 @@ class Handlers:
         sent = _Unrecorded(mail.message_id, mail.subject, self._clock())
         self._unrecorded[nid] = sent
         await self._record_sent(envelope, command, sent)
+
+    async def _over_cap(self, command: SendNotification) -> str | None:
+        """Count this automatic mail against its caps; return which cap it exceeds, or None."""
+        now = self._clock()
+        for key, window, cap, what in self._caps.windows(command):
+            if await self._store.count_automatic(key, window, now) > cap:
+                return f"the cap of {cap} {what} is reached (loop protection)"
+        return None
 
     async def compose(self, command: SendNotification) -> Composed:
         """Render the command's template and build the mail; raise `CannotSend` when that is impossible."""
@@ -265,7 +310,9 @@ class Handlers:
         await self._sleep(delay)
         raise MailServerUnavailable(str(exc)) from exc
 
-    async def _refused(self, envelope: Envelope, command: SendNotification, reason: str, *, permanent: bool) -> None:
+    async def _refused(
+        self, envelope: Envelope, command: SendNotification, reason: str, *, permanent: bool, outcome: str = "failed"
+    ) -> None:
         await self._store.finish(
             command.notification_id,
             FAILED,
@@ -277,8 +324,8 @@ class Handlers:
                 )
             ],
         )
-        self._count(command, "failed")
-        log.warning("notification %s to %s failed: %s", command.notification_id, command.to.email, reason)
+        self._count(command, outcome)
+        log.warning("notification %s to %s %s: %s", command.notification_id, command.to.email, outcome, reason)
         await self._relay.flush(await self._store.get(command.notification_id))
 
     async def _fail_before_sending(self, envelope: Envelope, command: SendNotification, reason: str) -> None:

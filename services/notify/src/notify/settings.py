@@ -40,3 +40,12 @@ class Settings(ServiceSettings, ServiceTokenSettings, MessageIdSettings, Outboun
     smtp_retry_max_delay: float = Field(
         default=30.0, ge=0, description="Longest pause before retrying a temporary SMTP failure (seconds)."
     )
+    auto_mail_per_ticket_per_hour: int = Field(
+        default=5, ge=0, description="Automatic mails (auto-replies, rule mail) one ticket may send an hour; 0: no cap."
+    )
+    auto_mail_per_recipient_per_hour: int = Field(
+        default=10, ge=0, description="Automatic mails one address may receive an hour; 0: no cap."
+    )
+    auto_mail_per_recipient_per_day: int = Field(
+        default=30, ge=0, description="Automatic mails one address may receive a day; 0: no cap."
+    )

@@ -7,6 +7,7 @@ said "later"; may be claimed again) ; `uncertain` when a redelivery finds it sti
 
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from contracts.envelope import utcnow
@@ -45,6 +46,7 @@ class Store:
     def __init__(self, db: Any) -> None:
         self.collection: AsyncCollection[dict[str, Any]] = db["notifications"]
         self.templates: AsyncCollection[dict[str, Any]] = db["templates"]
+        self.auto_counts: AsyncCollection[dict[str, Any]] = db["auto_mail_counts"]
         self._template_cache: dict[str, tuple[float, Template | None]] = {}
 
     async def ensure_indexes(self) -> None:
@@ -52,6 +54,27 @@ class Store:
         await self.collection.create_index([("ticket_id", ASCENDING), ("created_at", DESCENDING)], name="ticket")
         await self.collection.create_index([(OUTBOX_SINCE, ASCENDING)], name="outbox_since")  # the sweeper's
         await self.templates.create_index([("key", ASCENDING), ("language", ASCENDING)], name="key_language")
+        await self.auto_counts.create_index([("until", ASCENDING)], name="until")
+
+    async def count_automatic(self, key: str, window: timedelta, now: datetime) -> int:
+        """Count one automatic mail for `key` in the current window of that length; return the window's count.
+
+        Windows are fixed (aligned to the epoch), so one atomic upsert per key and window is enough.
+        """
+        seconds = int(window.total_seconds())
+        start = int(now.timestamp()) // seconds * seconds
+        doc = await self.auto_counts.find_one_and_update(
+            {"_id": f"{key}|{seconds}|{start}"},
+            {"$inc": {"n": 1}, "$setOnInsert": {"until": datetime.fromtimestamp(start + seconds, UTC)}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        return int(doc["n"])
+
+    async def forget_counts(self, now: datetime) -> int:
+        """Drop the counts of windows that have ended; return how many."""
+        result = await self.auto_counts.delete_many({"until": {"$lt": now}})
+        return result.deleted_count
 
     async def get(self, notification_id: str) -> dict[str, Any] | None:
         """Return a notification document, or None."""
