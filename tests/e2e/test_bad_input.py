@@ -125,3 +125,32 @@ def test_invalid_events_go_to_the_dead_letter_topic_with_the_reason(helpdesk: Lo
         if sample.name == "helpdesk_dead_letters_total"
     }
     assert dead["InvalidEnvelope"] >= 1 and dead["ValidationError"] >= 1
+
+
+def test_an_auto_responder_that_marks_nothing_cannot_start_an_endless_mail_loop(helpdesk: LocalHelpdesk) -> None:
+    """Two auto-responders ping-pong for hours in other helpdesks; ours stops at its per-address cap."""
+    responder = "naive.responder@example.org"
+    send_mail(helpdesk, customer_mail(responder, "Hello", "Anyone there?", "pingpong-0@example.org"), sender=responder)
+    answered: set[str] = set()
+    quiet_since = time.monotonic()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < 6:
+        # The responder answers each of our mails with a new mail that carries no loop marker at all.
+        for mail in [m for m in caught(helpdesk) if responder in str(m.get("To", ""))]:
+            if mail["Message-ID"] not in answered:
+                answered.add(mail["Message-ID"])
+                quiet_since = time.monotonic()
+                n = len(answered)
+                body = customer_mail(responder, f"I am away ({n})", "Back on Monday.", f"pingpong-{n}@example.org")
+                send_mail(helpdesk, body, sender=responder)
+        time.sleep(0.3)
+    assert replies_to(helpdesk, responder) == 10  # HELPDESK_AUTO_MAIL_PER_RECIPIENT_PER_HOUR
+    tickets = eventually(lambda: len(tickets_of(helpdesk, responder)) == 11 and tickets_of(helpdesk, responder))
+    suppressed = [
+        a
+        for t in tickets
+        for a in api(helpdesk, "tickets", f"/api/tickets/{t['number']}")["activity"]
+        if a["action"] == "email failed"
+    ]
+    assert len(suppressed) == 1
+    assert "cap of 10 automatic mails to naive.responder@example.org" in suppressed[0]["detail"]
