@@ -1,4 +1,4 @@
-"""Wiring of the ingest process: SMTP/LMTP receiver, store, outbox relay, HTTP ops and quarantine API."""
+"""Wiring of the ingest process: SMTP/LMTP receiver, IMAP pollers, store, outbox relay, HTTP ops and quarantine API."""
 
 from typing import Any
 
@@ -11,6 +11,7 @@ from pymongo import AsyncMongoClient
 
 from contracts import EmailReceived, topics
 from ingest.handlers import EmailIntake, Limits
+from ingest.imap import ImapIntake
 from ingest.mailboxes import MailboxDirectory
 from ingest.settings import Settings
 from ingest.smtp import DeliveryHandler, start_receivers
@@ -59,13 +60,18 @@ def create_app(
             await server.wait_closed()
 
     rt.on_start += [store.ensure_indexes, relay.ensure_indexes, start_smtp]
-    rt.on_stop.append(stop_smtp)
+    rt.on_stop += [stop_smtp, relay.drain]  # receivers first, then empty the outboxes of what was published
     rt.background.append(relay.run_sweeper)
+    imap = ImapIntake(settings.imap_accounts, intake, rt.metrics, max_message_bytes=settings.max_message_bytes)
+    if imap.pollers:
+        # a background task: cancelled on shutdown, when every poller logs out
+        rt.background.append(imap.run)
     rt.declare_publisher(topics.INBOUND_EMAIL, EmailReceived)
 
     app = http_app(rt, title="helpdesk ingest", description="Channels in: email by SMTP/LMTP; quarantine.")
     app.state.runtime = rt
     app.state.intake = intake
+    app.state.imap = imap
     app.state.store = store
     app.include_router(api(store, settings.service_token.get_secret_value()))
     return app
