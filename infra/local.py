@@ -119,6 +119,7 @@ class LocalHelpdesk:
             "HELPDESK_TOPIC_PARTITIONS": str(self.partitions),
             "HELPDESK_TICKETS_URL": f"http://127.0.0.1:{p.tickets}",
             "HELPDESK_PUBLIC_URL": f"http://127.0.0.1:{p.portal}",
+            "HELPDESK_PORTAL_URL": f"http://127.0.0.1:{p.portal}",
             "HELPDESK_OUTBOUND_SMTP_HOST": "127.0.0.1",
             "HELPDESK_OUTBOUND_SMTP_PORT": str(p.catcher_smtp),
             "HELPDESK_SMTP_PORT": str(p.smtp),

@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 import pytest
 from contracts.envelope import Message, Registry
 from contracts.message_ids import make_message_id, ticket_id_from_message_id
-from contracts.models import Address
+from contracts.models import Address, Bounce
 from pydantic import ValidationError
 
 from contracts import REGISTRY, EmailReceived, Envelope, UnknownMessageType, decode_envelope, derived_id
@@ -98,3 +98,25 @@ def test_our_message_ids_name_their_ticket_and_cannot_be_forged() -> None:
     forged = mid.replace("t-1", "t-2")
     assert ticket_id_from_message_id(forged, "s" * 20) is None
     assert ticket_id_from_message_id("random@example.com", "s" * 20) is None
+
+
+def test_an_email_event_written_before_bounces_and_folded_quotes_still_parses() -> None:
+    envelope = Envelope.wrap(_email())
+    old_payload = {k: v for k, v in envelope.payload.items() if k not in {"text_new", "bounce"}}
+    back = REGISTRY.parse(envelope.model_copy(update={"payload": old_payload}))
+    assert isinstance(back, EmailReceived)
+    assert back.text_new is None and back.bounce is None
+
+
+def test_a_bounce_and_the_new_part_of_a_reply_survive_the_round_trip() -> None:
+    bounce = Bounce(
+        recipients=("gone@example.se",),
+        action="failed",
+        status="5.1.1",
+        permanent=True,
+        diagnostic="550 5.1.1 User unknown",
+        original_message_id="hd.t1.n1.sig@helpdesk.localhost",
+    )
+    event = _email(text="Tack!\n\n> gammalt", text_new="Tack!", bounce=bounce)
+    back = REGISTRY.parse(decode_envelope(Envelope.wrap(event).to_bytes()))
+    assert back == event

@@ -11,6 +11,7 @@ from contracts.models import (
     Actor,
     Address,
     Attachment,
+    Bounce,
     Channel,
     Frozen,
     Role,
@@ -40,6 +41,14 @@ class EmailReceived(Message):
     auto_submitted: bool = Field(default=False, description="True for auto-replies, bulk and list mail, bounces.")
     auto_reason: str | None = Field(default=None, description="Why it counts as automatic.")
     attachments: tuple[Attachment, ...] = Field(default=(), description="Attachments kept by ingest.")
+    text_new: str | None = Field(
+        default=None,
+        description="The new part of `text`: quoted history and signature folded away (None from older ingest).",
+        max_length=MAX_TEXT,
+    )
+    bounce: Bounce | None = Field(
+        default=None, description="What a delivery status notification reports, when the email is one."
+    )
     raw_id: str = Field(description="Id of the raw message in ingest's store, for audit and reprocessing.")
     size: int = Field(description="Size of the raw message in bytes.", ge=0)
 
@@ -64,6 +73,11 @@ class Comment(Frozen):
     author: Actor = Field(description="Who wrote it.")
     channel: Channel = Field(description="How it came in.")
     text: str = Field(description="Plain text.", max_length=MAX_TEXT)
+    text_new: str | None = Field(
+        default=None,
+        description="For email: the new part of `text`, quoted history and signature folded away (None: all new).",
+        max_length=MAX_TEXT,
+    )
     html: str | None = Field(default=None, description="Sanitised HTML, if any.", max_length=MAX_TEXT)
     message_id: str | None = Field(default=None, description="Message-ID of the email it came from, if any.")
     auto_submitted: bool = Field(default=False, description="True when it came from an automatic message.")

@@ -36,6 +36,21 @@ class Attachment(Frozen):
     content_id: str | None = Field(default=None, description="Content-ID of an inline part (cid: link).")
 
 
+class Bounce(Frozen):
+    """What a delivery status notification (bounce, NDR, delay warning) says about mail we sent."""
+
+    recipients: tuple[str, ...] = Field(default=(), description="Addresses the report is about, lower-cased.")
+    action: str = Field(description="`failed`, `delayed`, `delivered`, `relayed`, `expanded` or `unknown`.")
+    status: str | None = Field(default=None, description="Enhanced status code, e.g. `5.1.1`, if given.")
+    permanent: bool = Field(
+        description="True when delivery failed for good: action failed with a 5.x.x status (or none given)."
+    )
+    diagnostic: str | None = Field(default=None, description="The remote server's words, if given.", max_length=2000)
+    original_message_id: str | None = Field(
+        default=None, description="Message-ID of the message that bounced, when the report includes it."
+    )
+
+
 class TicketSnapshot(Frozen):
     """The fields of a ticket that consumers of ticket events need, as they are after the event."""
 

@@ -1,6 +1,7 @@
 """EmailIntake on the real store and Kafka: kept, published once, and nothing lost when Kafka fails."""
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -109,3 +110,23 @@ async def test_an_oversized_attachment_is_left_out_with_a_note_and_the_message_s
     assert [a["filename"] for a in payload["attachments"]] == ["small.pdf"]
     assert "big.bin" in payload["text"] and "left out" in payload["text"]
     assert await store.load_raw(payload["attachments"][0]["attachment_id"]) == b"small"
+
+
+@pytest.mark.asyncio
+async def test_the_event_carries_the_new_part_of_a_reply_and_what_a_bounce_reports(infra: Any, mongo: Any) -> None:
+    corpus = Path(__file__).parent / "corpus"
+    reply = (corpus / "011-gmail-reply-on-wrote.eml").read_bytes()
+    bounce = (corpus / "031-postfix-bounce-user-unknown.eml").read_bytes()
+    async with started_publisher(infra.bootstrap) as publisher:
+        intake, _, _ = await intake_on(mongo, publisher)
+        for raw in (reply, bounce):
+            assert await intake.accept(raw, ["events-check@localhost"]) is Outcome.ACCEPTED
+    events = await read_envelopes(
+        infra.bootstrap, topics.INBOUND_EMAIL, lambda e: e["payload"]["mailbox"] == "events-check@localhost", expect=2
+    )
+    by_bounce = {e["payload"]["bounce"] is not None: e["payload"] for e in events}
+    answer = by_bounce[False]
+    assert answer["text_new"] and len(answer["text_new"]) < len(answer["text"])
+    assert answer["text"].startswith(answer["text_new"].strip()[:20])
+    report = by_bounce[True]["bounce"]
+    assert report["permanent"] is True and report["status"].startswith("5.") and report["recipients"]

@@ -1,6 +1,9 @@
+import email.message
+
 import pytest
 from hdkit.sanitise import sanitise_html
-from ingest.domain import UnreadableEmail, dedupe_key, parse_email
+from ingest import domain
+from ingest.domain import UnreadableEmail, dedupe_key, html_to_text, parse_email, safe_filename, split_reply
 
 LOOP = "helpdesk.localhost"
 
@@ -112,3 +115,131 @@ def test_the_same_message_id_on_the_same_mailbox_is_the_same_delivery() -> None:
     assert dedupe_key("Support@localhost", b"a", "m@x") == dedupe_key("support@localhost", b"b", "m@x")
     assert dedupe_key("support@localhost", b"a", "m@x") != dedupe_key("sales@localhost", b"a", "m@x")
     assert dedupe_key("s@l", b"a", None) != dedupe_key("s@l", b"b", None)
+
+
+@pytest.mark.parametrize(
+    ("attribution", "history"),
+    [
+        ("On Mon, 2 Mar 2026 at 10:14, Support <support@helpdesk.localhost> wrote:", "> Try again."),
+        ("Den mån 2 mars 2026 kl 10:14 skrev Support <support@helpdesk.localhost>:", "> Prova igen."),
+        ("tir. 3. mar. 2026 kl. 10:14 skrev Support <support@helpdesk.localhost>:", "> Prøv igjen."),
+        ("Den 3. mar. 2026 kl. 10.14 skrev Support <support@helpdesk.localhost>:", "> Prøv igen."),
+        ("-----Original Message-----", "From: Support\nSent: Monday\n\nTry again."),
+        ("Från: Support <support@helpdesk.localhost>", "Skickat: den 2 mars 2026 10:14\nÄmne: x\n\nProva."),
+        ("Fra: Support <support@helpdesk.localhost>", "Sendt: 2. marts 2026 10:14\nEmne: x\n\nPrøv igen."),
+    ],
+)
+def test_quoted_history_of_a_reply_is_folded_away_in_any_of_our_languages(attribution: str, history: str) -> None:
+    new, quoted = split_reply(f"Tack, det fungerar nu.\n\n{attribution}\n{history}\n")
+    assert new == "Tack, det fungerar nu."
+    assert quoted.startswith(attribution)
+
+
+def test_a_signature_after_dash_dash_space_is_folded_with_the_history() -> None:
+    new, quoted = split_reply("Klart.\n\n-- \nÅsa Lind\nEkonomi\n\n> gammalt\n")
+    assert new == "Klart."
+    assert "Åsa Lind" in quoted and "gammalt" in quoted
+
+
+def test_a_message_that_is_only_a_quote_is_kept_whole_as_new_text() -> None:
+    text = "On Mon, 2 Mar 2026, Anna <a@example.com> wrote:\n> only history\n"
+    assert split_reply(text) == (text, "")
+
+
+def test_a_forwarded_message_is_not_quoted_history() -> None:
+    text = "FYI\n\n---------- Forwarded message ---------\nFrom: Shop <s@example.com>\nSent: today\n\nOrder 5\n"
+    assert split_reply(text) == (text, "")
+
+
+def test_answers_written_between_quoted_lines_are_not_folded_away() -> None:
+    text = "> Which printer?\nThe one on floor 3.\n> Since when?\nMonday."
+    assert split_reply(text) == (text, "")
+
+
+def test_html_only_mail_keeps_paragraphs_list_items_and_link_text_but_no_css_or_script() -> None:
+    text = html_to_text(
+        "<style>p{color:red}</style><p>Hej</p><p>rad 1<br>rad 2</p><ol><li>ett</li><li>två</li></ol>"
+        '<script>x()</script><a href="https://e.example">länken</a>'
+    )
+    assert text == "Hej\n\nrad 1\nrad 2\n\n- ett\n- två\n\nlänken"
+
+
+@pytest.mark.parametrize(
+    ("given", "content_type", "expected"),
+    [
+        ("../../etc/passwd", "text/plain", "passwd"),
+        ("C:\\Users\\x\\faktura.pdf", "application/pdf", "faktura.pdf"),
+        ("rapport\x00\x1f.pdf", "application/pdf", "rapport.pdf"),
+        (None, "application/ms-tnef", "winmail.dat"),
+        (None, "text/calendar", "invite.ics"),
+        (None, "message/rfc822", "forwarded-message.eml"),
+        ("a" * 300 + ".pdf", "application/pdf", "a" * 196 + ".pdf"),
+    ],
+)
+def test_attachment_filenames_are_made_safe_and_given_when_missing(
+    given: str | None, content_type: str, expected: str
+) -> None:
+    assert safe_filename(given, content_type) == expected
+
+
+def test_a_header_the_mail_library_cannot_read_gets_a_best_effort_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    original_get = email.message.Message.get
+
+    def get(self: email.message.Message, name: str, failobj: object = None) -> object:
+        if name.lower() in {"from", "subject", "message-id"}:
+            raise IndexError("header parser bug")  # as older Pythons did on some malformed encoded words
+        return original_get(self, name, failobj)
+
+    monkeypatch.setattr(email.message.Message, "get", get)
+    parsed = parse_email(
+        raw("From: =?utf-8?Q?=C3=85sa?= <asa@example.se>\nSubject: =?utf-8?Q?Hj=C3=A4lp?=\nMessage-ID: <m@x>"),
+        loop_domain=LOOP,
+    )
+    assert (parsed.sender.email, parsed.sender.name, parsed.subject) == ("asa@example.se", "Åsa", "Hjälp")
+    assert parsed.message_id == "m@x"
+
+
+def test_an_unexpected_failure_while_reading_the_body_becomes_a_quarantine_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def explode(msg: object) -> object:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(domain, "_bodies", explode)
+    with pytest.raises(UnreadableEmail, match="cannot decode message: RuntimeError"):
+        parse_email(raw("From: a@example.com\nSubject: x"), loop_domain=LOOP)
+
+
+def test_a_reply_exposes_its_new_text_and_keeps_the_full_text() -> None:
+    parsed = parse_email(
+        raw("From: a@example.com\nSubject: Re: x", "Thanks!\r\n\r\nOn Mon, Support <s@x> wrote:\r\n> old\r\n"),
+        loop_domain=LOOP,
+    )
+    assert parsed.text_new == "Thanks!"
+    assert "> old" in parsed.text
+
+
+def test_a_bounce_names_the_failed_recipient_and_the_notification_it_was_for() -> None:
+    report = raw(
+        "From: MAILER-DAEMON@mx.example\nSubject: Undelivered Mail\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"',
+        "--b\r\nContent-Type: text/plain\r\n\r\nFailed.\r\n"
+        "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n\r\n"
+        "Final-Recipient: rfc822; Gone@Example.se\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 User unknown\r\n\r\n"
+        "--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <hd.1@helpdesk.localhost>\r\n\r\n--b--\r\n",
+    )
+    bounce = parse_email(report, loop_domain=LOOP).bounce
+    assert bounce is not None
+    assert (bounce.recipients, bounce.action, bounce.status, bounce.permanent) == (
+        ("gone@example.se",),
+        "failed",
+        "5.1.1",
+        True,
+    )
+    assert bounce.diagnostic == "550 5.1.1 User unknown"
+    assert bounce.original_message_id == "hd.1@helpdesk.localhost"
+
+
+def test_a_person_s_mail_has_no_bounce() -> None:
+    assert parse_email(raw("From: a@example.com\nSubject: x"), loop_domain=LOOP).bounce is None

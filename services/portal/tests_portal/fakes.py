@@ -27,6 +27,9 @@ class FakeUsers:
     async def names(self, user_ids: Iterable[str]) -> dict[str, str]:
         return {i: self.by_id_[i].display_name for i in user_ids if i in self.by_id_}
 
+    async def staff(self) -> list[User]:
+        return [u for u in self.by_id_.values() if u.role != "customer" and not u.disabled]
+
     async def any_admin(self) -> User | None:
         return next((u for u in self.by_id_.values() if u.role == "admin" and not u.disabled), None)
 

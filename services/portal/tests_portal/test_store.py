@@ -76,3 +76,17 @@ async def test_a_query_value_that_is_not_a_string_finds_nobody(mongo: Any) -> No
     await store.add(a_user("bea@localhost"))
 
     assert await store.by_email({"$ne": ""}) is None  # type: ignore[arg-type]
+
+
+async def test_the_staff_are_the_enabled_admins_agents_and_light_agents(mongo: Any) -> None:
+    store = UserStore(mongo)
+    await store.ensure_indexes()
+    for user in (
+        a_user("ada@localhost", "admin"),
+        a_user("bo@localhost", "agent"),
+        a_user("li@localhost", "light_agent"),
+        a_user("gone@localhost", "agent", disabled=True),
+        a_user("kund@example.se", "customer"),
+    ):
+        await store.add(user)
+    assert sorted(u.email for u in await store.staff()) == ["ada@localhost", "bo@localhost", "li@localhost"]

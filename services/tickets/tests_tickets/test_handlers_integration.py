@@ -6,11 +6,12 @@ from typing import Any
 
 import pytest
 from contracts.message_ids import make_message_id
-from contracts.models import Address
+from contracts.models import Address, Bounce
 from hdkit.mongo import OutboxRelay
 from hdkit.testing import read_envelopes, started_publisher
 from tickets.domain import Mailbox
 from tickets.handlers import Handlers
+from tickets.staff import StaffDirectory
 from tickets.store import Store
 
 from contracts import EmailReceived, Envelope, NotificationSent, derived_id, topics
@@ -146,3 +147,108 @@ async def test_mail_answering_a_merged_ticket_joins_the_survivor(infra: Any, mon
     ]
     assert len(merged["comments"]) == 1 and merged["merged_into"] == second["number"]
     assert await store.tickets.count_documents({}) == 2
+
+
+@pytest.mark.asyncio
+async def test_a_bounce_of_our_mail_is_shown_on_its_ticket_and_marks_the_address(infra: Any, mongo: Any) -> None:
+    async with started_publisher(infra.bootstrap) as publisher:
+        handlers, store = await handlers_on(mongo, publisher)
+        await handlers.email_received(*email("ask@example.se", sender="Kund <kund@example.se>"))
+        ticket = await store.tickets.find_one({})
+        ours = make_message_id(ticket_id=ticket["_id"], token="n1", secret=SECRET, domain="helpdesk.localhost")
+        bounce = Bounce(
+            recipients=("kund@example.se",),
+            action="failed",
+            status="5.1.1",
+            permanent=True,
+            diagnostic="550 5.1.1 user unknown",
+            original_message_id=ours,
+        )
+        report = email(
+            "dsn-1@mx.example.se",
+            sender="MAILER-DAEMON@mx.example.se",
+            subject="Undelivered Mail Returned to Sender",
+            auto_submitted=True,
+            auto_reason="delivery status notification",
+            bounce=bounce,
+        )
+        await handlers.email_received(*report)
+        await handlers.email_received(*report)  # the same report again changes nothing more
+        after = await store.get(ticket["_id"])
+        contact = await store.contact("kund@example.se")
+    assert after is not None and await store.tickets.count_documents({}) == 1
+    assert len(after["comments"]) == 1 and after["status"] == ticket["status"]  # no comment, no status change
+    (problem,) = after["delivery_problems"]
+    assert problem["address"] == "kund@example.se" and problem["status"] == "5.1.1" and problem["permanent"]
+    bounced = [a for a in after["activity"] if a["action"] == "email bounced"]
+    assert len(bounced) == 1 and "could not be delivered" in bounced[0]["detail"]
+    assert "user unknown" in bounced[0]["detail"]
+    assert contact is not None and contact["undeliverable"]["status"] == "5.1.1"
+    assert await store.set_deliverable("kund@example.se")
+    assert "undeliverable" not in (await store.contact("kund@example.se") or {"undeliverable": 1})
+
+
+@pytest.mark.asyncio
+async def test_a_delay_warning_is_logged_but_marks_nothing(infra: Any, mongo: Any) -> None:
+    async with started_publisher(infra.bootstrap) as publisher:
+        handlers, store = await handlers_on(mongo, publisher)
+        await handlers.email_received(*email("slow@example.se"))
+        ticket = await store.tickets.find_one({})
+        ours = make_message_id(ticket_id=ticket["_id"], token="n2", secret=SECRET, domain="helpdesk.localhost")
+        bounce = Bounce(recipients=("kund@example.se",), action="delayed", status="4.4.1", permanent=False,
+                        original_message_id=ours)  # fmt: skip
+        await handlers.email_received(*email("dsn-2@mx.example.se", sender="postmaster@mx.example.se", bounce=bounce))
+        after = await store.get(ticket["_id"])
+        contact = await store.contact("kund@example.se")
+    assert any("is delayed" in a["detail"] for a in after["activity"] if a["action"] == "email bounced")
+    assert contact is not None and "undeliverable" not in contact
+
+
+@pytest.mark.asyncio
+async def test_an_unknown_sender_becomes_a_contact_with_the_name_they_first_gave(infra: Any, mongo: Any) -> None:
+    async with started_publisher(infra.bootstrap) as publisher:
+        handlers, store = await handlers_on(mongo, publisher)
+        await handlers.email_received(*email("c1@example.se", sender="kund@example.se"))
+        contact = await store.contact("KUND@example.se")
+    assert contact is not None and contact["email"] == "kund@example.se"
+
+
+def staff_of(*members: dict[str, Any]) -> StaffDirectory:
+    directory = StaffDirectory("http://127.0.0.1:1", "token", refresh_seconds=3600)
+    directory.set(list(members))
+    return directory
+
+
+@pytest.mark.asyncio
+async def test_mail_from_an_agents_address_is_the_agents_reply_not_the_customers(infra: Any, mongo: Any) -> None:
+    async with started_publisher(infra.bootstrap) as publisher:
+        handlers, store = await handlers_on(mongo, publisher)
+        handlers._staff = staff_of(
+            {"id": "u-bo", "email": "bo@helpdesk.se", "name": "Bo Agent", "role": "agent"},
+            {"id": "u-li", "email": "li@helpdesk.se", "name": "Li", "role": "light_agent"},
+        )
+        await handlers.email_received(*email("q@example.se"))
+        ticket = await store.tickets.find_one({})
+        ours = make_message_id(ticket_id=ticket["_id"], token="n3", secret=SECRET, domain="helpdesk.localhost")
+        await handlers.email_received(*email("a@helpdesk.se", sender="Bo@Helpdesk.se", in_reply_to=(ours,)))
+        await handlers.email_received(*email("l@helpdesk.se", sender="li@helpdesk.se", in_reply_to=(ours,)))
+        after = await store.get(ticket["_id"])
+    agent, light = after["comments"][1:]
+    assert agent["kind"] == "public_reply" and agent["author"]["role"] == "agent" and agent["author"]["id"] == "u-bo"
+    assert light["kind"] == "internal_comment" and light["visibility"] == "internal"
+    assert after["status"] == ticket["status"]  # not "waiting for agent": no customer spoke
+    assert after["first_response_at"] is not None
+    assert {"a@helpdesk.se", "l@helpdesk.se"} <= set(after["message_ids"])
+
+
+@pytest.mark.asyncio
+async def test_when_the_portal_never_answered_mail_counts_as_the_customers(infra: Any, mongo: Any) -> None:
+    async with started_publisher(infra.bootstrap) as publisher:
+        handlers, store = await handlers_on(mongo, publisher)
+        handlers._staff = StaffDirectory("http://127.0.0.1:1", "token")  # nothing listens there
+        await handlers.email_received(*email("q2@example.se"))
+        ticket = await store.tickets.find_one({})
+        ours = make_message_id(ticket_id=ticket["_id"], token="n4", secret=SECRET, domain="helpdesk.localhost")
+        await handlers.email_received(*email("r2@example.se", sender="bo@helpdesk.se", in_reply_to=(ours,)))
+        after = await store.get(ticket["_id"])
+    assert after["comments"][1]["kind"] == "customer_comment"

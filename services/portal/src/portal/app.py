@@ -3,8 +3,9 @@
 import logging
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from faststream.kafka import KafkaBroker
+from hdkit.auth import require_service_token
 from hdkit.service import build_runtime, http_app
 from prometheus_client import Counter
 from pymongo import AsyncMongoClient
@@ -55,4 +56,19 @@ def create_app(
     app.state.runtime = rt
     app.state.portal = portal
     web.install(app, portal)
+    app.include_router(staff_api(users, settings.service_token.get_secret_value()))
     return app
+
+
+def staff_api(users: Users, token: str) -> APIRouter:
+    """Return the internal API other services read the staff from (service token only)."""
+    router = APIRouter(prefix="/internal", tags=["internal"], dependencies=[Depends(require_service_token(token))])
+
+    @router.get("/staff", summary="Admins, agents and light agents who are not disabled: id, email, name, role.")
+    async def staff() -> list[dict[str, Any]]:
+        return [
+            {"id": u.id, "email": u.email, "name": u.name, "role": u.role, "groups": list(u.groups)}
+            for u in await users.staff()
+        ]
+
+    return router

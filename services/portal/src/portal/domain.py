@@ -127,6 +127,9 @@ class Users(Protocol):
     async def set_password_hash(self, user_id: str, password_hash: str, *, end_sessions: bool) -> None:
         """Replace a user's password hash; with `end_sessions` every current session of the user ends."""
 
+    async def staff(self) -> list[User]:
+        """Return the admins, agents and light agents that are not disabled."""
+
 
 def normalise_email(email: str) -> str:
     """Return an address the way it is stored and compared: trimmed and lower-cased."""

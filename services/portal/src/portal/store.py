@@ -75,6 +75,11 @@ class UserStore:
         cursor = self.collection.find({"_id": {"$in": ids}}, {"name": 1, "email": 1})
         return {str(d["_id"]): str(d.get("name") or d.get("email") or d["_id"]) async for d in cursor}
 
+    async def staff(self) -> list[User]:
+        """Return the admins, agents and light agents that are not disabled."""
+        cursor = self.collection.find({"role": {"$in": ["admin", "agent", "light_agent"]}, "disabled": {"$ne": True}})
+        return [user async for doc in cursor if (user := _to_user(doc)) is not None]
+
     async def any_admin(self) -> User | None:
         """Return an admin account that is not disabled, if there is one."""
         doc = await self.collection.find_one({"role": "admin", "disabled": {"$ne": True}}, sort=[("created_at", 1)])

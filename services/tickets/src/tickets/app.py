@@ -34,6 +34,7 @@ from tickets.api import install_error_handlers, router
 from tickets.handlers import Handlers, Indexer
 from tickets.search import SearchIndex
 from tickets.settings import Settings
+from tickets.staff import StaffDirectory
 from tickets.store import Store
 
 
@@ -42,13 +43,22 @@ def create_app(
     *,
     broker: KafkaBroker | None = None,
     mongo: AsyncMongoClient[dict[str, Any]] | None = None,
+    staff: StaffDirectory | None = None,
     configure_logging: bool = False,
 ) -> FastAPI:
     """Build the tickets app."""
     rt = build_runtime("tickets", settings, broker=broker, mongo=mongo, configure_logging=configure_logging)
     store = Store(rt.db)
     relay = OutboxRelay(store.tickets, rt.publisher)
-    handlers = Handlers(store, relay, message_id_secret=settings.message_id_secret.get_secret_value())
+    handlers = Handlers(
+        store,
+        relay,
+        message_id_secret=settings.message_id_secret.get_secret_value(),
+        staff=staff
+        or StaffDirectory(
+            settings.portal_url, settings.service_token.get_secret_value(), settings.staff_refresh_seconds
+        ),
+    )
     rt.consumer.subscribe(topics.INBOUND_EMAIL, {"EmailReceived": handlers.email_received})
     rt.consumer.subscribe(
         topics.NOTIFY_EVENTS,

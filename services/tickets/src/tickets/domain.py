@@ -219,6 +219,7 @@ def _comment_from_email(email: EmailReceived, comment_id: str, now: datetime) ->
         author=customer_actor(email),
         channel="email",
         text=email.text,
+        text_new=email.text_new if email.text_new != email.text else None,
         html=email.html,
         message_id=email.message_id,
         auto_submitted=email.auto_submitted,
@@ -344,6 +345,42 @@ def customer_reply(
             )
         )
     return change
+
+
+def bounce_recorded(email: EmailReceived, *, now: datetime, threading: Threading) -> Change:
+    """Return what a delivery status notification about our mail does to its ticket: the log and the problem.
+
+    No comment, no status change and no event for rules: a bounce is not the customer speaking.
+    """
+    bounce = email.bounce
+    assert bounce is not None  # noqa: S101 - called for bounces only
+    to = ", ".join(bounce.recipients) or "(recipient not stated)"
+    words = f"{bounce.action}" + (f", status {bounce.status}" if bounce.status else "")
+    detail = f"mail to {to} {'could not be delivered' if bounce.permanent else 'is delayed'} ({words})"
+    if bounce.diagnostic:
+        detail += f": {bounce.diagnostic[:500]}"
+    problems = [
+        {
+            "address": address,
+            "action": bounce.action,
+            "status": bounce.status,
+            "permanent": bounce.permanent,
+            "diagnostic": (bounce.diagnostic or "")[:500],
+            "at": now,
+            "message_id": email.message_id,
+        }
+        for address in bounce.recipients or ("",)
+    ]
+    return Change(
+        set_fields={"updated_at": now},
+        push={
+            "activity": [
+                activity(now, Actor(role="system", name="mail"), "email bounced", f"{detail} ({threading.reason})")
+            ],
+            "delivery_problems": problems,
+        },
+        add_to_set={"message_ids": [i for i in (email.message_id,) if i]},
+    )
 
 
 def notification_recorded(

@@ -45,6 +45,7 @@ from tickets.domain import (
     Candidates,
     Change,
     Mailbox,
+    bounce_recorded,
     customer_reply,
     decide_thread,
     new_ticket_from_email,
@@ -52,11 +53,20 @@ from tickets.domain import (
     subject_number,
 )
 from tickets.search import RecordConflict, SearchIndex, ticket_texts
+from tickets.staff import StaffDirectory
 from tickets.store import Store
 from tickets.workflow import NotFound, Refused, Viewer
 
 log = logging.getLogger(__name__)
 SETTINGS_TTL = 5.0
+
+
+def _with_bounced_id(email: EmailReceived) -> EmailReceived:
+    """Return the email with the Message-ID of the mail a bounce reports on as its first threading hint."""
+    bounced = email.bounce.original_message_id if email.bounce is not None else None
+    if not bounced:
+        return email
+    return email.model_copy(update={"in_reply_to": (*email.in_reply_to, bounced)})
 
 
 class Conflict(RetryLater):
@@ -66,8 +76,17 @@ class Conflict(RetryLater):
 class Handlers:
     """The tickets service's message handlers."""
 
-    def __init__(self, store: Store, relay: OutboxRelay, *, message_id_secret: str, retries: int = 8) -> None:
+    def __init__(
+        self,
+        store: Store,
+        relay: OutboxRelay,
+        *,
+        message_id_secret: str,
+        retries: int = 8,
+        staff: StaffDirectory | None = None,
+    ) -> None:
         self._store = store
+        self._staff = staff
         self._relay = relay
         self._secret = message_id_secret
         self._retries = retries
@@ -145,8 +164,11 @@ class Handlers:
     async def email_received(self, envelope: Envelope, email: EmailReceived) -> None:
         """Create a ticket from an email, or add it to the ticket it answers."""
         config = await self.config()
+        await self._store.contact_seen(email.sender)
+        if email.bounce is not None and email.bounce.permanent:
+            await self._store.mark_undeliverable(email.bounce, envelope.event_id, utcnow())
         for _ in range(self._retries):
-            threading = decide_thread(email, await self._candidates(email))
+            threading = decide_thread(email, await self._candidates(_with_bounced_id(email)))
             ticket = await self._survivor(threading.ticket)
             if ticket is None:
                 await self._create_from_email(envelope, email, threading, config)
@@ -155,7 +177,13 @@ class Handlers:
                 await self._relay.flush_id(ticket["_id"])
                 return
             now = utcnow()
-            change = customer_reply(ticket, email, now=now, threading=threading, config=config)
+            member = await self._staff.find(email.sender.email) if self._staff and email.bounce is None else None
+            if email.bounce is not None:
+                change = bounce_recorded(email, now=now, threading=threading)
+            elif member is not None:
+                change = workflow.staff_reply(ticket, email, member, config, now=now, threading=threading)
+            else:
+                change = customer_reply(ticket, email, now=now, threading=threading, config=config)
             outbox = self._outbox(envelope, ticket["_id"], change.events)
             await self._store.remember_message_ids(ticket["_id"], [i for i in (email.message_id,) if i])
             applied = await self._store.apply(

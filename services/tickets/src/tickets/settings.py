@@ -12,3 +12,7 @@ class Settings(ServiceSettings, ServiceTokenSettings, MessageIdSettings):
     http_port: int = 8002
     default_mailbox: str = Field(default="support@localhost", description="Mailbox seeded by `tickets migrate`.")
     default_group: str = Field(default="support", description="Group of the seeded mailbox.")
+    portal_url: str = Field(
+        default="http://127.0.0.1:8000", description="The portal, for its staff list (staff mail counts as theirs)."
+    )
+    staff_refresh_seconds: float = Field(default=60.0, gt=0, description="How often the staff list is re-read.")

@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from contracts.envelope import utcnow
+from contracts.models import Address, Bounce
 from hdkit.mongo import is_duplicate, outbox_fields, outbox_set
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
@@ -78,6 +80,7 @@ class Store:
         self.config = db["config"]
         self.message_index = db["message_ids"]
         self.ticket_templates = db["ticket_templates"]
+        self.contacts = db["contacts"]
 
     async def ensure_indexes(self) -> None:
         """Create the indexes the queue views, look-ups and threading rely on (see INDEXES)."""
@@ -154,6 +157,40 @@ class Store:
     async def delete_template(self, key: str) -> bool:
         """Delete a ticket template; tell whether it existed."""
         return (await self.ticket_templates.delete_one({"_id": key})).deleted_count == 1
+
+    async def contact_seen(self, address: Address) -> None:
+        """Make a sender a contact the first time they write (their display name kept); never overwrites."""
+        now = utcnow()
+        await self.contacts.update_one(
+            {"_id": address.email.lower()},
+            {"$setOnInsert": {"email": address.email.lower(), "name": address.name, "created_at": now}},
+            upsert=True,
+        )
+
+    async def mark_undeliverable(self, bounce: Bounce, event_id: str, now: datetime) -> None:
+        """Mark the addresses a permanent bounce reports as undeliverable (contacts made if unknown)."""
+        for address in bounce.recipients:
+            problem = {"since": now, "status": bounce.status, "diagnostic": (bounce.diagnostic or "")[:500]}
+            await self.contacts.update_one(
+                {"_id": address.lower()},
+                {
+                    "$set": {"undeliverable": problem, "undeliverable_event": event_id},
+                    "$setOnInsert": {"email": address.lower(), "name": "", "created_at": now},
+                },
+                upsert=True,
+            )
+
+    async def contact(self, address: str) -> dict[str, Any] | None:
+        """Return a contact by address."""
+        return await self.contacts.find_one({"_id": address.lower()})
+
+    async def set_deliverable(self, address: str) -> bool:
+        """Clear an address's undeliverable mark (an agent fixed it); tell whether there was one."""
+        result = await self.contacts.update_one(
+            {"_id": address.lower(), "undeliverable": {"$exists": True}},
+            {"$unset": {"undeliverable": "", "undeliverable_event": ""}},
+        )
+        return result.modified_count == 1
 
     async def next_number(self) -> int:
         """Return the next ticket number (atomic, sequential)."""

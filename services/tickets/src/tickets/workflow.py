@@ -34,6 +34,7 @@ from contracts.models import Actor, Address
 
 from contracts import (
     CommentAdded,
+    EmailReceived,
     TicketAssigned,
     TicketClosed,
     TicketCreated,
@@ -44,7 +45,8 @@ from contracts import (
     derived_id,
 )
 from tickets.config import PHASE_OF, STANDARD_FIELDS, Config, TicketType
-from tickets.domain import Change, Invalid, Refused, activity, new_document, snapshot, status_fields
+from tickets.domain import Change, Invalid, Refused, Threading, activity, new_document, snapshot, status_fields
+from tickets.staff import StaffMember
 
 MAX_TITLE = 1000
 MAX_TEXT_FIELD = 100_000
@@ -859,3 +861,38 @@ def split(
         push={"activity": [activity(now, actor, "split", f"{len(chosen)} entries split into #{number}")]},
     )
     return doc, [created], change
+
+
+def staff_reply(
+    ticket: dict[str, Any],
+    email: EmailReceived,
+    member: StaffMember,
+    config: Config,
+    *,
+    now: datetime,
+    threading: Threading,
+) -> Change:
+    """Return what mail from a member of staff does to a ticket: their comment, as if written in the portal.
+
+    An agent's mail is a public reply (it reached the customer if they were addressed); a light agent's is
+    an internal comment, the only kind a light agent may add. The usual rules for that kind apply.
+    """
+    kind = "internal_comment" if member.role == "light_agent" else "public_reply"
+    command = AddComment(
+        command_id=derived_id("email-comment", ticket["_id"], email.message_id or email.raw_id),
+        actor=Actor(role=member.role, id=member.id, email=member.email, name=member.name or email.sender.name),  # type: ignore[arg-type]
+        number=ticket["number"],
+        kind=kind,
+        text=email.text or "(empty message)",
+        channel="email",
+    )
+    viewer = viewer_of(command.actor, groups=member.groups or ("*",))
+    change = add_comment(ticket, command, config, viewer, now=now, html=email.html)
+    change.push["activity"].append(
+        activity(now, command.actor, "email from staff", f"{member.email} wrote by email ({threading.reason})")
+    )
+    if email.text_new and email.text_new != email.text:
+        change.push["comments"][0]["text_new"] = email.text_new
+    change.push["attachments"] = [a.model_dump() for a in email.attachments]
+    change.add_to_set["message_ids"] = [i for i in (email.message_id,) if i]
+    return change
