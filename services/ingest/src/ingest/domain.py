@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.header import decode_header
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage, Message
 from email.utils import getaddresses, parsedate_to_datetime
 from html.parser import HTMLParser
@@ -520,7 +521,22 @@ class _ReadOnlyMessage(EmailMessage):
         super().replace_header(_name, _value)
 
 
-_POLICY = email.policy.default.clone(message_factory=_ReadOnlyMessage)
+class _HeaderClasses(HeaderRegistry):
+    """The standard header registry builds a new class for every header it parses; build each once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type] = {}
+
+    def __getitem__(self, name: str) -> type:
+        key = name.lower()
+        found = self._classes.get(key)
+        if found is None:
+            found = self._classes[key] = super().__getitem__(name)
+        return found
+
+
+_POLICY = email.policy.default.clone(message_factory=_ReadOnlyMessage, header_factory=_HeaderClasses())
 
 _FORWARD_SUBJECT = re.compile(r"^\s*((re|sv|aw|antw)\s*:\s*)*(fw|fwd|vb|vs|wg|tr|vl)\s*:", re.I)
 
