@@ -120,3 +120,19 @@ def test_a_bounce_and_the_new_part_of_a_reply_survive_the_round_trip() -> None:
     event = _email(text="Tack!\n\n> gammalt", text_new="Tack!", bounce=bounce)
     back = REGISTRY.parse(decode_envelope(Envelope.wrap(event).to_bytes()))
     assert back == event
+
+
+def test_an_address_marked_and_lifted_survives_the_round_trip_keyed_by_the_address() -> None:
+    from contracts.models import Actor
+
+    from contracts import AddressDeliverable, AddressUndeliverable
+
+    since = datetime(2026, 3, 2, 9, 15, tzinfo=UTC)
+    marked = AddressUndeliverable(
+        address="gone@example.se", since=since, status="5.1.1", diagnostic="550 user unknown", cause="dsn-1"
+    )
+    lifted = AddressDeliverable(address="gone@example.se", actor=Actor(role="agent", id="bo"), at=since)
+    for event in (marked, lifted):
+        envelope = Envelope.wrap(event, key=event.address)
+        assert REGISTRY.parse(decode_envelope(envelope.to_bytes())) == event
+        assert envelope.key == "gone@example.se"

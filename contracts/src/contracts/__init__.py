@@ -25,6 +25,8 @@ from contracts.envelope import (
     new_id,
 )
 from contracts.events import (
+    AddressDeliverable,
+    AddressUndeliverable,
     CommentAdded,
     DeadLettered,
     EmailReceived,
@@ -65,12 +67,16 @@ for _model in (
     AbsorbTicket,
     TicketMerged,
     SplitTicket,
+    AddressUndeliverable,
+    AddressDeliverable,
 ):
     REGISTRY.register(_model)
 
 __all__ = [
     "REGISTRY",
     "AbsorbTicket",
+    "AddressDeliverable",
+    "AddressUndeliverable",
     "MergeTicket",
     "TicketMerged",
     "AddComment",

@@ -221,3 +221,27 @@ class DeadLettered(Message):
     reason: str = Field(description="Why it was refused.", max_length=100_000)
     error_type: str = Field(description="Name of the error.")
     failed_at: datetime = Field(description="When it was refused (UTC).")
+
+
+class AddressUndeliverable(Message):
+    """Mail to an address bounced for good. Sent by tickets (key: the address); consumed by notify (suppresses mail)."""
+
+    TYPE = "AddressUndeliverable"
+    VERSION = 1
+
+    address: str = Field(description="The address, lower-cased.", min_length=3, max_length=320)
+    since: datetime = Field(description="When tickets marked it undeliverable (UTC).")
+    status: str | None = Field(default=None, description="Enhanced status code of the report, e.g. `5.1.1`.")
+    diagnostic: str = Field(default="", description="The remote server's words, if given.", max_length=2000)
+    cause: str = Field(description="event_id of the delivery status notification that reported it.")
+
+
+class AddressDeliverable(Message):
+    """An agent lifted an address's undeliverable mark. Sent by tickets (key: the address); consumed by notify."""
+
+    TYPE = "AddressDeliverable"
+    VERSION = 1
+
+    address: str = Field(description="The address, lower-cased.", min_length=3, max_length=320)
+    actor: Actor = Field(description="Who lifted the mark.")
+    at: datetime = Field(description="When it was lifted (UTC).")

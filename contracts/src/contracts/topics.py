@@ -9,7 +9,9 @@ TICKET_COMMANDS: Final = "helpdesk.tickets.commands.v1"
 """Commands for the tickets service from integrations and other services; key: the ticket id."""
 
 TICKET_EVENTS: Final = "helpdesk.tickets.events.v1"
-"""Domain events of tickets (`TicketCreated`, `CommentAdded`, `TicketUpdated`); key: the ticket id."""
+"""Domain events of tickets (`TicketCreated`, `CommentAdded`, `TicketUpdated`); key: the ticket id.
+
+`AddressUndeliverable` / `AddressDeliverable` (an address's bounce mark) travel here too, keyed by the address."""
 
 NOTIFY_COMMANDS: Final = "helpdesk.notify.commands.v1"
 """`SendNotification` commands from triggers to notify; key: the ticket id."""

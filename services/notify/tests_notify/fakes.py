@@ -35,6 +35,7 @@ class FakeStore:
         self.template_docs = {template_id(t.key, t.language): t for t in (templates or default_templates())}
         self.fail_finish = 0
         self.counts: dict[tuple[str, int, int], int] = {}
+        self.suppressed: dict[str, dict[str, Any]] = {}
 
     @property
     def docs(self) -> dict[Any, dict[str, Any]]:
@@ -92,6 +93,23 @@ class FakeStore:
         slot = (key, seconds, int(now.timestamp()) // seconds)
         self.counts[slot] = self.counts.get(slot, 0) + 1
         return self.counts[slot]
+
+    async def suppress(self, address: str, since: datetime, problem: dict[str, Any]) -> bool:
+        return self._change_address(address, since, {"suppressed": True, **problem})
+
+    async def unsuppress(self, address: str, at: datetime, fields: dict[str, Any]) -> bool:
+        return self._change_address(address, at, {"suppressed": False, **fields})
+
+    def _change_address(self, address: str, at: datetime, fields: dict[str, Any]) -> bool:
+        doc = self.suppressed.get(address.lower())
+        if doc is not None and doc["changed_at"] >= at:
+            return False
+        self.suppressed[address.lower()] = {"_id": address.lower(), **(doc or {}), **fields, "changed_at": at}
+        return True
+
+    async def suppression(self, address: str) -> dict[str, Any] | None:
+        doc = self.suppressed.get(address.lower())
+        return copy.deepcopy(doc) if doc and doc["suppressed"] else None
 
     async def for_ticket(self, ticket_id: str | None, limit: int = 100) -> list[dict[str, Any]]:
         docs = [copy.deepcopy(d) for d in self.docs.values() if ticket_id in (None, d.get("ticket_id"))]

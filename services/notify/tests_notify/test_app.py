@@ -1,5 +1,7 @@
 """The wired app: the API behind the service token, and the consumer path on the test broker."""
 
+from datetime import UTC, datetime
+
 import httpx
 import pytest
 from faststream.kafka import TestKafkaBroker
@@ -7,7 +9,7 @@ from hdkit.testing import first_published
 from notify.app import create_app
 from notify.settings import Settings
 
-from contracts import REGISTRY, NotificationSent, topics
+from contracts import REGISTRY, AddressUndeliverable, Envelope, NotificationFailed, NotificationSent, topics
 from tests_notify.builders import DOMAIN, SECRET, envelope_of, send_notification
 from tests_notify.fakes import FakeMailServer, FakeStore
 
@@ -100,3 +102,26 @@ async def test_a_send_notification_on_kafka_becomes_a_mail_and_a_notification_se
     event = REGISTRY.parse(out)
     assert isinstance(event, NotificationSent)
     assert event.notification_id == command.notification_id
+
+
+async def test_an_address_reported_undeliverable_on_kafka_gets_no_more_mail(app, store, smtp):
+    bounced = AddressUndeliverable(
+        address="alice@example.com",
+        since=datetime(2026, 3, 2, 9, 15, tzinfo=UTC),
+        status="5.1.1",
+        diagnostic="550 user unknown",
+        cause="dsn-1",
+    )
+    async with TestKafkaBroker(app.state.runtime.broker) as broker:
+        envelope = Envelope.wrap(bounced, key=bounced.address)
+        await broker.publish(envelope.to_bytes(), topic=topics.TICKET_EVENTS, key=b"alice@example.com")
+    assert await store.suppression("alice@example.com") is not None
+
+    command = send_notification()
+    out = await first_published(
+        app.state.runtime.broker, envelope_of(command), to=topics.NOTIFY_COMMANDS, watch=topics.NOTIFY_EVENTS
+    )
+    assert smtp.outbox == []
+    event = REGISTRY.parse(out)
+    assert isinstance(event, NotificationFailed) and event.permanent
+    assert "alice@example.com is undeliverable since 2026-03-02 09:15 UTC" in event.reason

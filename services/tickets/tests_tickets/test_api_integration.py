@@ -54,7 +54,12 @@ async def api(infra: Any, mongo: Any) -> AsyncIterator[Api]:
         store = Store(mongo)
         await store.ensure_indexes()
         await store.seed_defaults(Mailbox(address="support@localhost", group="support"))
-        handlers = Handlers(store, OutboxRelay(store.tickets, publisher), message_id_secret=SECRET)
+        handlers = Handlers(
+            store,
+            OutboxRelay(store.tickets, publisher),
+            message_id_secret=SECRET,
+            contacts_relay=OutboxRelay(store.contacts, publisher),
+        )
         search = SearchIndex(mongo)
         await search.ensure_indexes()
         app = FastAPI()
@@ -535,3 +540,53 @@ async def test_search_finds_words_from_title_contact_and_conversation_only_for_t
     for hostile in ("%7B%22%24gt%22%3A%22%22%7D", "%24where", "a"):
         assert (await api.call("GET", f"/tickets/search?q={hostile}", ADMIN)).json()["items"] == []
     assert (await api.call("GET", "/tickets/search?q=" + "x" * 1001, ADMIN)).status_code == 422
+
+
+async def bounced(api: Api, address: str) -> None:
+    """Mark an address undeliverable as a permanent bounce report does."""
+    problem = {"since": datetime(2026, 3, 2, 9, 15, tzinfo=UTC), "status": "5.1.1", "diagnostic": "550 user unknown"}
+    assert await api.store.mark_undeliverable(address, problem, event_id=f"dsn-{address}", outbox=[])
+
+
+@pytest.mark.asyncio
+async def test_an_agent_sees_why_an_address_gets_no_mail_and_lifts_the_mark_once(infra: Any, api: Api) -> None:
+    address = "studsar@example.se"
+    await bounced(api, address)
+
+    shown = await api.call("GET", "/contacts/Studsar@Example.se", AGENT)
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["email"] == address
+    assert shown.json()["undeliverable"] == {
+        "since": "2026-03-02T09:15:00Z",
+        "status": "5.1.1",
+        "diagnostic": "550 user unknown",
+    }
+
+    lifted = await api.call("POST", f"/contacts/{address}/deliverable", AGENT)
+    assert lifted.status_code == 200, lifted.text
+    assert lifted.json()["undeliverable"] is None and lifted.json()["lifted"]["by"]["id"] == "bo"
+    assert (await api.call("GET", f"/contacts/{address}", AGENT)).json()["undeliverable"] is None
+
+    again = await api.call("POST", f"/contacts/{address}/deliverable", ADMIN)
+    assert again.status_code == 409 and "not marked undeliverable" in again.json()["detail"]
+    events = await read_envelopes(
+        infra.bootstrap,
+        topics.TICKET_EVENTS,
+        lambda e: e["type"] == "AddressDeliverable" and e["key"] == address,
+        expect=1,
+    )
+    assert len(events) == 1 and events[0]["payload"]["actor"]["id"] == "bo"
+
+
+@pytest.mark.asyncio
+async def test_contacts_are_for_agents_and_an_unknown_one_is_not_found(api: Api) -> None:
+    address = "kontakt@example.se"
+    await bounced(api, address)
+    for who in (KUND, OTHER):
+        assert (await api.call("GET", f"/contacts/{address}", who)).status_code == 403
+        assert (await api.call("POST", f"/contacts/{address}/deliverable", who)).status_code == 403
+    assert (await api.call("POST", f"/contacts/{address}/deliverable", LIGHT)).status_code == 403
+    assert (await api.call("GET", "/contacts/nobody@example.se", ADMIN)).status_code == 404
+    assert (await api.call("POST", "/contacts/nobody@example.se/deliverable", ADMIN)).status_code == 404
+    still = (await api.call("GET", f"/contacts/{address}", ADMIN)).json()
+    assert still["undeliverable"]["status"] == "5.1.1"

@@ -39,7 +39,13 @@ async def handlers_on(mongo: Any, publisher: Any) -> tuple[Handlers, Store]:
     store = Store(mongo)
     await store.ensure_indexes()
     await store.seed_defaults(Mailbox(address="support@localhost", group="support"))
-    return Handlers(store, OutboxRelay(store.tickets, publisher), message_id_secret=SECRET), store
+    handlers = Handlers(
+        store,
+        OutboxRelay(store.tickets, publisher),
+        message_id_secret=SECRET,
+        contacts_relay=OutboxRelay(store.contacts, publisher),
+    )
+    return handlers, store
 
 
 @pytest.mark.asyncio
@@ -173,6 +179,7 @@ async def test_a_bounce_of_our_mail_is_shown_on_its_ticket_and_marks_the_address
             bounce=bounce,
         )
         await handlers.email_received(*report)
+        assert (await store.contacts.find_one({"_id": "kund@example.se"}))["outbox"] == {}  # published at once
         await handlers.email_received(*report)  # the same report again changes nothing more
         after = await store.get(ticket["_id"])
         contact = await store.contact("kund@example.se")
@@ -184,8 +191,78 @@ async def test_a_bounce_of_our_mail_is_shown_on_its_ticket_and_marks_the_address
     assert len(bounced) == 1 and "could not be delivered" in bounced[0]["detail"]
     assert "user unknown" in bounced[0]["detail"]
     assert contact is not None and contact["undeliverable"]["status"] == "5.1.1"
-    assert await store.set_deliverable("kund@example.se")
-    assert "undeliverable" not in (await store.contact("kund@example.se") or {"undeliverable": 1})
+    assert contact["undeliverable"]["diagnostic"] == "550 5.1.1 user unknown"
+    marked = await read_envelopes(
+        infra.bootstrap,
+        topics.TICKET_EVENTS,
+        lambda e: e["type"] == "AddressUndeliverable" and e["key"] == "kund@example.se",
+        expect=1,
+    )
+    assert len(marked) == 1  # the same report twice: one event
+    (event,) = marked
+    assert event["causation_id"] == report[0].event_id
+    assert event["payload"]["cause"] == report[0].event_id
+    assert event["payload"]["status"] == "5.1.1" and event["payload"]["diagnostic"] == "550 5.1.1 user unknown"
+    assert (await store.contacts.find_one({"_id": "kund@example.se"}))["outbox"] == {}
+
+
+@pytest.mark.asyncio
+async def test_an_agent_lifts_the_mark_once_and_the_old_report_again_does_not_mark_anew(infra: Any, mongo: Any) -> None:
+    from tickets.handlers import NotMarked
+    from tickets.workflow import NotFound, Viewer
+
+    bounce = Bounce(recipients=("Gone@Example.se",), action="failed", status="5.1.2", permanent=True)
+    report = email("dsn-3@mx.example.se", sender="MAILER-DAEMON@mx.example.se", bounce=bounce)
+    agent = Viewer(id="bo", role="agent", name="Bo")
+    async with started_publisher(infra.bootstrap) as publisher:
+        handlers, store = await handlers_on(mongo, publisher)
+        await handlers.email_received(*report)
+        contact = await handlers.set_deliverable("gone@example.se", agent)
+        with pytest.raises(NotMarked):
+            await handlers.set_deliverable("gone@example.se", agent)
+        with pytest.raises(NotFound):
+            await handlers.set_deliverable("nobody@example.se", agent)
+        await handlers.email_received(*report)  # redelivered after the lift
+        after = await store.contact("gone@example.se")
+    assert "undeliverable" not in contact and contact["lifted"]["by"]["id"] == "bo"
+    assert after is not None and "undeliverable" not in after
+    lifted = await read_envelopes(
+        infra.bootstrap,
+        topics.TICKET_EVENTS,
+        lambda e: e["type"] == "AddressDeliverable" and e["key"] == "gone@example.se",
+        expect=1,
+    )
+    assert len(lifted) == 1
+    assert lifted[0]["payload"]["address"] == "gone@example.se" and lifted[0]["payload"]["actor"]["id"] == "bo"
+    marked = await read_envelopes(
+        infra.bootstrap,
+        topics.TICKET_EVENTS,
+        lambda e: e["type"] == "AddressUndeliverable" and e["key"] == "gone@example.se",
+        expect=1,
+    )
+    assert len(marked) == 1
+
+
+@pytest.mark.asyncio
+async def test_an_undeliverable_event_left_in_the_outbox_by_a_crash_goes_out_when_the_report_comes_again(
+    infra: Any, mongo: Any
+) -> None:
+    bounce = Bounce(recipients=("crash@example.se",), action="failed", status="5.1.1", permanent=True)
+    report = email("dsn-4@mx.example.se", sender="MAILER-DAEMON@mx.example.se", bounce=bounce)
+    async with started_publisher(infra.bootstrap) as publisher:
+        handlers, store = await handlers_on(mongo, publisher)
+        handlers._contacts_relay = None  # as if the process stopped before publishing
+        await handlers.email_received(*report)
+        assert (await store.contacts.find_one({"_id": "crash@example.se"}))["outbox"]
+        handlers._contacts_relay = OutboxRelay(store.contacts, publisher)
+        await handlers.email_received(*report)
+    marked = await read_envelopes(
+        infra.bootstrap,
+        topics.TICKET_EVENTS,
+        lambda e: e["type"] == "AddressUndeliverable" and e["key"] == "crash@example.se",
+        expect=1,
+    )
+    assert len(marked) == 1
 
 
 @pytest.mark.asyncio

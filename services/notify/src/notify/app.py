@@ -11,7 +11,7 @@ from hdkit.mongo import OutboxRelay
 from hdkit.service import build_runtime, http_app
 from pymongo import AsyncMongoClient
 
-from contracts import NotificationFailed, NotificationSent, topics
+from contracts import AddressDeliverable, AddressUndeliverable, NotificationFailed, NotificationSent, topics
 from notify.api import make_router
 from notify.handlers import AutoMailCaps, Handlers, MailIdentity
 from notify.settings import Settings
@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 TITLE = "helpdesk notify"
 DESCRIPTION = (
     "Renders email templates and sends each notification once over SMTP; reports `NotificationSent` "
-    "or `NotificationFailed` so tickets can record the Message-ID or show the failure."
+    "or `NotificationFailed` so tickets can record the Message-ID or show the failure. Mail to an address "
+    "that bounced for good (`AddressUndeliverable`) is not sent until an agent lifts the mark."
 )
 
 
@@ -72,6 +73,13 @@ def create_app(
         ),
     )
     rt.consumer.subscribe(topics.NOTIFY_COMMANDS, {"SendNotification": handlers.send_notification})
+    rt.consumer.subscribe(
+        topics.TICKET_EVENTS,
+        {
+            AddressUndeliverable.TYPE: handlers.address_undeliverable,
+            AddressDeliverable.TYPE: handlers.address_deliverable,
+        },
+    )
     rt.on_start.append(store.ensure_indexes)
     rt.on_start.append(relay.ensure_indexes)
     rt.background.append(relay.run_sweeper)

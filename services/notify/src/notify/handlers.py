@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any, Protocol
 
@@ -15,7 +15,16 @@ from contracts.message_ids import make_message_id
 from hdkit.telemetry import current_traceparent
 from prometheus_client import CollectorRegistry, Counter
 
-from contracts import Envelope, NotificationFailed, NotificationSent, SendNotification, derived_id, topics
+from contracts import (
+    AddressDeliverable,
+    AddressUndeliverable,
+    Envelope,
+    NotificationFailed,
+    NotificationSent,
+    SendNotification,
+    derived_id,
+    topics,
+)
 from notify.domain import (
     BadAddress,
     RenderError,
@@ -75,6 +84,18 @@ class NotificationStore(Protocol):
 
     async def count_automatic(self, key: str, window: timedelta, now: datetime) -> int:
         """Count one automatic mail for a key in the current window; return the window's count."""
+        ...
+
+    async def suppress(self, address: str, since: datetime, problem: dict[str, Any]) -> bool:
+        """Suppress mail to an address from `since` unless a later change is recorded."""
+        ...
+
+    async def unsuppress(self, address: str, at: datetime, fields: dict[str, Any]) -> bool:
+        """Send mail to an address again from `at` unless a later change is recorded."""
+        ...
+
+    async def suppression(self, address: str) -> dict[str, Any] | None:
+        """Return why mail to an address is suppressed, or None."""
         ...
 
 
@@ -186,6 +207,10 @@ class Handlers:
     async def send_notification(self, envelope: Envelope, command: SendNotification) -> None:
         """Send the mail a command asks for, once; report `NotificationSent` or `NotificationFailed`."""
         nid = command.notification_id
+        if (suppressed := await self._store.suppression(command.to.email)) is not None:
+            reason = _undeliverable(command.to.email, suppressed)
+            await self._fail_before_sending(envelope, command, reason, outcome="suppressed")
+            return
         try:
             mail = await self.compose(command)
         except CannotSend as exc:
@@ -208,6 +233,18 @@ class Handlers:
         sent = _Unrecorded(mail.message_id, mail.subject, self._clock())
         self._unrecorded[nid] = sent
         await self._record_sent(envelope, command, sent)
+
+    async def address_undeliverable(self, envelope: Envelope, event: AddressUndeliverable) -> None:
+        """Stop sending to an address that bounced for good (an older event never undoes a newer one)."""
+        problem = {"since": event.since, "status": event.status, "diagnostic": event.diagnostic, "cause": event.cause}
+        if await self._store.suppress(event.address, event.since, problem):
+            log.warning("mail to %s is suppressed from now on: %s %s", event.address, event.status, event.diagnostic)
+
+    async def address_deliverable(self, envelope: Envelope, event: AddressDeliverable) -> None:
+        """Send to an address again: an agent lifted its undeliverable mark."""
+        fields = {"lifted_by": event.actor.model_dump(mode="json")}
+        if await self._store.unsuppress(event.address, event.at, fields):
+            log.info("mail to %s is sent again (lifted by %s)", event.address, event.actor.id or event.actor.email)
 
     async def _over_cap(self, command: SendNotification) -> str | None:
         """Count this automatic mail against its caps; return which cap it exceeds, or None."""
@@ -328,7 +365,9 @@ class Handlers:
         log.warning("notification %s to %s %s: %s", command.notification_id, command.to.email, outcome, reason)
         await self._relay.flush(await self._store.get(command.notification_id))
 
-    async def _fail_before_sending(self, envelope: Envelope, command: SendNotification, reason: str) -> None:
+    async def _fail_before_sending(
+        self, envelope: Envelope, command: SendNotification, reason: str, *, outcome: str = "failed"
+    ) -> None:
         outbox = [
             (
                 topics.NOTIFY_EVENTS,
@@ -339,7 +378,7 @@ class Handlers:
         if not await self._store.fail_before_sending(command.notification_id, fields, outbox):
             await self._seen_before(await self._store.get(command.notification_id), envelope, command)
             return
-        self._count(command, "failed")
+        self._count(command, outcome)
         log.error("notification %s cannot be sent: %s", command.notification_id, reason)
         await self._relay.flush(await self._store.get(command.notification_id))
 
@@ -388,6 +427,15 @@ class Handlers:
 
     def _count(self, command: SendNotification, outcome: str) -> None:
         self._outcomes.labels(command.template, outcome).inc()
+
+
+def _undeliverable(address: str, suppressed: Mapping[str, Any]) -> str:
+    """Return why a mail to a suppressed address is not sent, as the ticket shows it."""
+    since = suppressed["since"]
+    when = since.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if isinstance(since, datetime) else str(since)
+    status = suppressed.get("status") or "no status"
+    diagnostic = suppressed.get("diagnostic") or "no diagnostic"
+    return f"not sent: {address.lower()} is undeliverable since {when} ({status}: {diagnostic})"
 
 
 def _context(command: SendNotification, mailbox_name: str) -> dict[str, Any]:

@@ -47,6 +47,7 @@ class Store:
         self.collection: AsyncCollection[dict[str, Any]] = db["notifications"]
         self.templates: AsyncCollection[dict[str, Any]] = db["templates"]
         self.auto_counts: AsyncCollection[dict[str, Any]] = db["auto_mail_counts"]
+        self.suppressed: AsyncCollection[dict[str, Any]] = db["suppressed_addresses"]
         self._template_cache: dict[str, tuple[float, Template | None]] = {}
 
     async def ensure_indexes(self) -> None:
@@ -75,6 +76,31 @@ class Store:
         """Drop the counts of windows that have ended; return how many."""
         result = await self.auto_counts.delete_many({"until": {"$lt": now}})
         return result.deleted_count
+
+    async def suppress(self, address: str, since: datetime, problem: dict[str, Any]) -> bool:
+        """Suppress mail to an address from `since`, unless a later change is recorded; tell whether it applied."""
+        return await self._change_address(address, since, {"suppressed": True, **problem})
+
+    async def unsuppress(self, address: str, at: datetime, fields: dict[str, Any]) -> bool:
+        """Send mail to an address again from `at`, unless a later change is recorded; tell whether it applied."""
+        return await self._change_address(address, at, {"suppressed": False, **fields})
+
+    async def _change_address(self, address: str, at: datetime, fields: dict[str, Any]) -> bool:
+        # One document per address; `changed_at` is the time of the change it shows, so a change that is not
+        # newer (a redelivery, or an older event arriving late) finds no document to update and cannot insert.
+        try:
+            result = await self.suppressed.update_one(
+                {"_id": address.lower(), "changed_at": {"$lt": at}},
+                {"$set": {**fields, "changed_at": at}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False
+        return result.modified_count == 1 or result.upserted_id is not None
+
+    async def suppression(self, address: str) -> dict[str, Any] | None:
+        """Return why mail to an address is suppressed (`since`, `status`, `diagnostic`), or None."""
+        return await self.suppressed.find_one({"_id": address.lower(), "suppressed": True})
 
     async def get(self, notification_id: str) -> dict[str, Any] | None:
         """Return a notification document, or None."""

@@ -21,7 +21,7 @@ from contracts.commands import (
     UpdateTicket,
 )
 from contracts.envelope import derived_id, new_id
-from contracts.models import Address, Channel
+from contracts.models import Actor, Address, Channel
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 from hdkit.auth import require_service_token
@@ -203,6 +203,33 @@ class TemplateBody(BaseModel):
     instructions: str = Field(default="", max_length=100_000)
 
 
+class Undeliverable(BaseModel):
+    """Why mail to an address is no longer sent: a report that delivery failed for good."""
+
+    since: datetime = Field(description="When the address was marked (UTC).")
+    status: str | None = Field(default=None, description="Enhanced status code of the report, e.g. `5.1.1`.")
+    diagnostic: str = Field(default="", description="The remote server's words, if given.")
+
+
+class Lifted(BaseModel):
+    """The last time an agent lifted the address's undeliverable mark."""
+
+    at: datetime = Field(description="When (UTC).")
+    by: Actor = Field(description="Who.")
+
+
+class Contact(BaseModel):
+    """A person who wrote to us or whom we wrote to, with the state of their address."""
+
+    email: str
+    name: str = ""
+    created_at: datetime | None = None
+    undeliverable: Undeliverable | None = Field(
+        default=None, description="Set while mail to the address is suppressed (it bounced for good)."
+    )
+    lifted: Lifted | None = Field(default=None, description="Set when an agent lifted the last mark.")
+
+
 def _summary(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "ticket_id": doc["_id"]}
 
@@ -219,6 +246,7 @@ def router(store: Store, handlers: Handlers, token: str, *, search: SearchIndex 
     api = APIRouter(prefix="/api", dependencies=[Depends(require_service_token(token))])
     Acting = Annotated[Viewer, Depends(viewer)]
     Number = Annotated[int, Path(ge=1, le=10**12)]
+    Email = Annotated[str, Path(min_length=3, max_length=320)]
 
     def require_agent(v: Viewer) -> None:
         if v.role not in ("admin", "agent", "light_agent", "system"):
@@ -484,6 +512,30 @@ def router(store: Store, handlers: Handlers, token: str, *, search: SearchIndex 
         require_admin(v)
         if not await store.delete_template(key):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no template {key}")
+
+    @api.get(
+        "/contacts/{email}",
+        tags=["contacts"],
+        response_model=Contact,
+        summary="A contact by address, with its undeliverable mark if mail to it bounced for good (agents).",
+    )
+    async def get_contact(v: Acting, email: Email) -> dict[str, Any]:
+        require_agent(v)
+        doc = await store.contact(email)
+        if doc is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no contact {email.lower()}")
+        return doc
+
+    @api.post(
+        "/contacts/{email}/deliverable",
+        tags=["contacts"],
+        response_model=Contact,
+        summary="Lift an address's undeliverable mark, so mail to it is sent again (agents and admins).",
+    )
+    async def set_deliverable(v: Acting, email: Email) -> dict[str, Any]:
+        if v.role not in ("admin", "agent", "system"):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "for agents and admins only")
+        return await handlers.set_deliverable(email, v)
 
     @api.get(
         "/ticket-links/{token}",

@@ -11,6 +11,8 @@ from pymongo import AsyncMongoClient
 from contracts import (
     AbsorbTicket,
     AddComment,
+    AddressDeliverable,
+    AddressUndeliverable,
     CloseTicket,
     CommentAdded,
     CreateTicket,
@@ -50,6 +52,7 @@ def create_app(
     rt = build_runtime("tickets", settings, broker=broker, mongo=mongo, configure_logging=configure_logging)
     store = Store(rt.db)
     relay = OutboxRelay(store.tickets, rt.publisher)
+    contacts_relay = OutboxRelay(store.contacts, rt.publisher)
     handlers = Handlers(
         store,
         relay,
@@ -58,6 +61,7 @@ def create_app(
         or StaffDirectory(
             settings.portal_url, settings.service_token.get_secret_value(), settings.staff_refresh_seconds
         ),
+        contacts_relay=contacts_relay,
     )
     rt.consumer.subscribe(topics.INBOUND_EMAIL, {"EmailReceived": handlers.email_received})
     rt.consumer.subscribe(
@@ -93,6 +97,8 @@ def create_app(
         TicketLinked,
         TicketDeleted,
         TicketMerged,
+        AddressUndeliverable,
+        AddressDeliverable,
     )
     rt.declare_publisher(topics.TICKET_COMMANDS, CloseTicket, RecordChild, AbsorbTicket)
     search = SearchIndex(rt.db)
@@ -107,8 +113,14 @@ def create_app(
         },
         group_id="helpdesk-tickets-search",
     )
-    rt.on_start += [store.ensure_indexes, relay.ensure_indexes, search.ensure_indexes, store.purge_deleted]
-    rt.background.append(relay.run_sweeper)
+    rt.on_start += [
+        store.ensure_indexes,
+        relay.ensure_indexes,
+        contacts_relay.ensure_indexes,
+        search.ensure_indexes,
+        store.purge_deleted,
+    ]
+    rt.background += [relay.run_sweeper, contacts_relay.run_sweeper]
     app = http_app(rt, title="helpdesk tickets", description="Ticket documents, workflow rules and ticket queries.")
     app.state.runtime = rt
     app.state.store = store

@@ -21,12 +21,15 @@ from contracts.commands import (
 )
 from contracts.envelope import utcnow
 from contracts.message_ids import ticket_id_from_message_id
+from contracts.models import Bounce
 from hdkit.kafka import Rejected, RetryLater
 from hdkit.mongo import OutboxRelay, is_duplicate
 from hdkit.sanitise import sanitise_html
 from hdkit.telemetry import current_traceparent
 
 from contracts import (
+    AddressDeliverable,
+    AddressUndeliverable,
     CommentAdded,
     EmailReceived,
     Envelope,
@@ -55,7 +58,7 @@ from tickets.domain import (
 from tickets.search import RecordConflict, SearchIndex, ticket_texts
 from tickets.staff import StaffDirectory
 from tickets.store import Store
-from tickets.workflow import NotFound, Refused, Viewer
+from tickets.workflow import NotFound, Refused, Viewer, WorkflowRefused
 
 log = logging.getLogger(__name__)
 SETTINGS_TTL = 5.0
@@ -73,6 +76,10 @@ class Conflict(RetryLater):
     """The ticket kept changing under us; the message will be retried."""
 
 
+class NotMarked(WorkflowRefused):
+    """The address has no undeliverable mark to lift (409)."""
+
+
 class Handlers:
     """The tickets service's message handlers."""
 
@@ -84,10 +91,13 @@ class Handlers:
         message_id_secret: str,
         retries: int = 8,
         staff: StaffDirectory | None = None,
+        contacts_relay: OutboxRelay | None = None,
     ) -> None:
         self._store = store
         self._staff = staff
         self._relay = relay
+        # Without one (the import command, which reads no mail) contact events wait for the service's sweeper.
+        self._contacts_relay = contacts_relay
         self._secret = message_id_secret
         self._retries = retries
         self._config: tuple[float, Config] | None = None
@@ -166,7 +176,7 @@ class Handlers:
         config = await self.config()
         await self._store.contact_seen(email.sender)
         if email.bounce is not None and email.bounce.permanent:
-            await self._store.mark_undeliverable(email.bounce, envelope.event_id, utcnow())
+            await self._mark_undeliverable(envelope, email.bounce)
         for _ in range(self._retries):
             threading = decide_thread(email, await self._candidates(_with_bounced_id(email)))
             ticket = await self._survivor(threading.ticket)
@@ -193,6 +203,57 @@ class Handlers:
                 await self._relay.flush_items(ticket["_id"], outbox)
                 return
         raise Conflict(f"ticket for {envelope.event_id} changed {self._retries} times while we applied a reply")
+
+    async def _mark_undeliverable(self, cause: Envelope, bounce: Bounce) -> None:
+        """Mark each address a permanent bounce reports as undeliverable and tell notify, once per report."""
+        now = utcnow()
+        for address in dict.fromkeys(a.strip().lower() for a in bounce.recipients):
+            if not 3 <= len(address) <= 320:
+                log.warning("bounce report %s names an unusable address %r; not marked", cause.event_id, address)
+                continue
+            event = AddressUndeliverable(
+                address=address,
+                since=now,
+                status=bounce.status,
+                diagnostic=(bounce.diagnostic or "")[:500],
+                cause=cause.event_id,
+            )
+            outbox = self._contact_outbox(event, address, derived_id(cause.event_id, address, event.TYPE), cause)
+            problem = {"since": now, "status": event.status, "diagnostic": event.diagnostic}
+            if await self._store.mark_undeliverable(address, problem, event_id=cause.event_id, outbox=outbox):
+                log.info("%s marked undeliverable (%s)", address, bounce.status)
+                if self._contacts_relay is not None:
+                    await self._contacts_relay.flush_items(address, outbox)
+            elif self._contacts_relay is not None:  # this report again: its event may not have gone out yet
+                await self._contacts_relay.flush_id(address)
+
+    async def set_deliverable(self, address: str, v: Viewer) -> dict[str, Any]:
+        """Lift an address's undeliverable mark (an agent fixed it) and tell notify; return the contact."""
+        address = address.strip().lower()
+        contact = await self._store.contact(address)
+        if contact is None:
+            raise NotFound(f"no contact {address}")
+        if "undeliverable" not in contact:
+            raise NotMarked(f"{address} is not marked undeliverable")
+        marked_by = contact.get("undeliverable_event")
+        now = utcnow()
+        event = AddressDeliverable(address=address, actor=v.actor(), at=now)
+        outbox = self._contact_outbox(event, address, derived_id("deliverable", address, str(marked_by)), None)
+        lifted = {"at": now, "by": v.actor().model_dump(mode="json")}
+        if not await self._store.set_deliverable(address, event_id=marked_by, lifted=lifted, outbox=outbox):
+            raise NotMarked(f"{address} changed meanwhile; reload and try again")
+        if self._contacts_relay is not None:
+            await self._contacts_relay.flush_items(address, outbox)
+        return await self._store.contact(address) or contact
+
+    @staticmethod
+    def _contact_outbox(
+        event: Message, address: str, event_id: str, cause: Envelope | None
+    ) -> list[tuple[str, Envelope]]:
+        envelope = Envelope.wrap(
+            event, event_id=event_id, causation=cause, key=address, traceparent=current_traceparent()
+        )
+        return [(topics.TICKET_EVENTS, envelope)]
 
     async def _create_from_email(
         self, envelope: Envelope, email: EmailReceived, threading: Any, config: Config

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from contracts.envelope import utcnow
-from contracts.models import Address, Bounce
+from contracts.models import Address
 from hdkit.mongo import is_duplicate, outbox_fields, outbox_set
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
@@ -167,28 +167,45 @@ class Store:
             upsert=True,
         )
 
-    async def mark_undeliverable(self, bounce: Bounce, event_id: str, now: datetime) -> None:
-        """Mark the addresses a permanent bounce reports as undeliverable (contacts made if unknown)."""
-        for address in bounce.recipients:
-            problem = {"since": now, "status": bounce.status, "diagnostic": (bounce.diagnostic or "")[:500]}
-            await self.contacts.update_one(
-                {"_id": address.lower()},
-                {
-                    "$set": {"undeliverable": problem, "undeliverable_event": event_id},
-                    "$setOnInsert": {"email": address.lower(), "name": "", "created_at": now},
-                },
-                upsert=True,
-            )
+    async def mark_undeliverable(
+        self, address: str, problem: dict[str, Any], *, event_id: str, outbox: list[tuple[str, Envelope]]
+    ) -> bool:
+        """Mark an address undeliverable once per report, with its outbox (contact made if unknown).
+
+        Tell whether it was marked: False when this report (`event_id`) was applied already, even if an agent
+        has lifted the mark since, so a redelivered report never marks the address again.
+        """
+        query = {"_id": address.lower(), "undeliverable_event": {"$ne": event_id}}
+        update: dict[str, Any] = {
+            "$set": {"undeliverable": problem, "undeliverable_event": event_id, **outbox_set(outbox)},
+            "$unset": {"lifted": ""},
+        }
+        insert = {"$setOnInsert": {"email": address.lower(), "name": "", "created_at": problem["since"]}}
+        try:
+            await self.contacts.update_one(query, {**update, **insert}, upsert=True)
+        except Exception as exc:
+            if not is_duplicate(exc):
+                raise
+            # The contact exists and either has this report already, or was made meanwhile by another write.
+            return (await self.contacts.update_one(query, update)).modified_count == 1
+        return True
 
     async def contact(self, address: str) -> dict[str, Any] | None:
-        """Return a contact by address."""
-        return await self.contacts.find_one({"_id": address.lower()})
+        """Return a contact by address (without its outbox)."""
+        return await self.contacts.find_one({"_id": address.lower()}, {"outbox": 0, "outbox_since": 0})
 
-    async def set_deliverable(self, address: str) -> bool:
-        """Clear an address's undeliverable mark (an agent fixed it); tell whether there was one."""
+    async def set_deliverable(
+        self,
+        address: str,
+        *,
+        event_id: str | None,
+        lifted: dict[str, Any],
+        outbox: list[tuple[str, Envelope]],
+    ) -> bool:
+        """Lift the undeliverable mark a report (`event_id`) set, with its outbox; tell whether it was lifted."""
         result = await self.contacts.update_one(
-            {"_id": address.lower(), "undeliverable": {"$exists": True}},
-            {"$unset": {"undeliverable": "", "undeliverable_event": ""}},
+            {"_id": address.lower(), "undeliverable": {"$exists": True}, "undeliverable_event": event_id},
+            {"$unset": {"undeliverable": ""}, "$set": {"lifted": lifted, **outbox_set(outbox)}},
         )
         return result.modified_count == 1
 
