@@ -40,12 +40,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stack import CACHE, ServerError, _file_lock, _log, _Server, free_port  # noqa: E402
+from debian import SEARCH_PATH, ensure_debian_package  # noqa: E402
+from stack import ServerError, _log, _Server, free_port  # noqa: E402
 
 __all__ = ["DovecotServer", "dovecot_binary", "dovecot_version", "ensure_dovecot", "free_port", "reachable_temp_dir"]
 
 PACKAGE = "dovecot-imapd"
-_SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/sbin"])
+_SEARCH_PATH = SEARCH_PATH
 
 
 def dovecot_binary() -> str | None:
@@ -62,17 +63,6 @@ def dovecot_version(binary: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def _apt(args: list[str]) -> subprocess.CompletedProcess[str]:
-    prefix: list[str] = []
-    if os.geteuid() != 0:
-        sudo = shutil.which("sudo")
-        if not sudo:
-            raise ServerError(f"Dovecot is not installed and we are not root (no sudo): apt-get install {PACKAGE}")
-        prefix = [sudo, "-n"]
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    return subprocess.run([*prefix, "apt-get", *args], capture_output=True, text=True, env=env)  # noqa: S603
-
-
 def _stop_system_dovecot() -> None:
     """Stop a system Dovecot the package's postinst may have started (no systemd: invoke-rc.d runs it)."""
     service = shutil.which("service", path=_SEARCH_PATH)
@@ -83,30 +73,7 @@ def _stop_system_dovecot() -> None:
 
 def ensure_dovecot() -> str:
     """Return the ``dovecot`` binary, installing Debian's ``dovecot-imapd`` first when it is missing."""
-    found = dovecot_binary()
-    if found:
-        return found
-    with _file_lock(CACHE / "dovecot-install.lock"):
-        found = dovecot_binary()
-        if found:
-            return found
-        if not shutil.which("apt-get"):
-            raise ServerError(f"Dovecot is not installed and there is no apt-get: install {PACKAGE} by hand")
-        _log(f"installing {PACKAGE} with apt-get ...")
-        t0 = time.monotonic()
-        proc = _apt(["install", "-y", "--no-install-recommends", PACKAGE])
-        if proc.returncode != 0:
-            # the package lists may be missing or stale on a fresh machine
-            _apt(["update"])
-            proc = _apt(["install", "-y", "--no-install-recommends", PACKAGE])
-        if proc.returncode != 0:
-            raise ServerError(f"apt-get install {PACKAGE} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-        _stop_system_dovecot()
-        found = dovecot_binary()
-        if not found:
-            raise ServerError(f"{PACKAGE} was installed but no dovecot binary was found")
-        _log(f"installed {PACKAGE} in {time.monotonic() - t0:.1f}s")
-        return found
+    return ensure_debian_package("dovecot", PACKAGE, search_path=_SEARCH_PATH, after_install=_stop_system_dovecot)
 
 
 def reachable_temp_dir(prefix: str = "helpdesk-dovecot-") -> Path:

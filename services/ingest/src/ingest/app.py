@@ -1,8 +1,12 @@
 """Wiring of the ingest process: SMTP/LMTP receiver, IMAP pollers, store, outbox relay, HTTP ops and quarantine API."""
 
+import re
+import unicodedata
 from typing import Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Response, status
+from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 from hdkit.auth import require_service_token
 from hdkit.mongo import OutboxRelay
@@ -10,7 +14,7 @@ from hdkit.service import build_runtime, http_app
 from pymongo import AsyncMongoClient
 
 from contracts import EmailReceived, topics
-from ingest.handlers import EmailIntake, Limits
+from ingest.handlers import EmailIntake, Limits, NotAccepted, QuarantineEntryNotFound, StillUnreadable
 from ingest.imap import ImapIntake
 from ingest.mailboxes import MailboxDirectory
 from ingest.settings import Settings
@@ -35,7 +39,10 @@ def create_app(
         relay,
         rt.metrics,
         loop_domain=settings.loop_domain,
-        limits=Limits(max_attachment_bytes=settings.max_attachment_bytes),
+        limits=Limits(
+            max_attachment_bytes=settings.max_attachment_bytes,
+            max_attachments_bytes_per_message=settings.max_attachments_bytes_per_message,
+        ),
     )
     directory = mailboxes or MailboxDirectory(
         settings.tickets_url, settings.service_token.get_secret_value(), settings.mailbox_refresh_seconds
@@ -73,16 +80,116 @@ def create_app(
     app.state.intake = intake
     app.state.imap = imap
     app.state.store = store
-    app.include_router(api(store, settings.service_token.get_secret_value()))
+    app.include_router(api(store, intake, settings.service_token.get_secret_value()))
     return app
 
 
-def api(store: Store, token: str) -> APIRouter:
-    """Return the admin API of ingest."""
-    router = APIRouter(prefix="/api", tags=["quarantine"], dependencies=[Depends(require_service_token(token))])
+# Types a browser shows without running anything; everything else is served as application/octet-stream.
+SAFE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain"})
+DOWNLOAD_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "Cache-Control": "private",
+}
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._ ()+-]+")
 
-    @router.get("/quarantine", summary="Messages that could not be read, newest first, with the reason.")
-    async def quarantine(limit: int = 100) -> list[dict[str, Any]]:
-        return await store.list_quarantine(min(max(limit, 1), 1000))
+
+def download_type(declared: str) -> str:
+    """Return the Content-Type to serve a file with: its declared type if on the safe list, else octet-stream."""
+    base = declared.split(";", 1)[0].strip().lower()
+    return base if base in SAFE_TYPES else "application/octet-stream"
+
+
+def content_disposition(filename: str, fallback: str = "attachment") -> str:
+    """Return `attachment` with an ASCII filename= and the exact name in RFC 5987 filename*=UTF-8''."""
+    name = "".join(ch for ch in filename.replace("\\", "/").rsplit("/", 1)[-1] if unicodedata.category(ch)[0] != "C")
+    name = name.strip().lstrip(".")  # no hidden files, no path
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    ascii_name = _UNSAFE_IN_NAME.sub("_", ascii_name).strip(" ._")[:150] or fallback
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name[:200] or ascii_name, safe='')}"
+
+
+def api(store: Store, intake: EmailIntake, token: str) -> APIRouter:
+    """Return the admin API of ingest: the quarantine and attachment downloads."""
+    router = APIRouter(prefix="/api", dependencies=[Depends(require_service_token(token))])
+
+    @router.get(
+        "/quarantine",
+        tags=["quarantine"],
+        summary="Messages that could not be read, newest first, with the reason (all=true: also reprocessed ones).",
+    )
+    async def quarantine(limit: int = 100, all: bool = False) -> list[dict[str, Any]]:  # noqa: A002 - query name
+        return await store.list_quarantine(min(max(limit, 1), 1000), include_reprocessed=all)
+
+    @router.get(
+        "/quarantine/{quarantine_id}/raw",
+        tags=["quarantine"],
+        summary="The quarantined message as it arrived, as an .eml download.",
+        response_class=Response,
+        responses={200: {"content": {"message/rfc822": {}}}, 404: {"description": "Unknown id."}},
+    )
+    async def quarantine_raw(quarantine_id: str) -> Response:
+        entry = await store.find_quarantine(quarantine_id)
+        raw = await store.load_raw(entry.get("raw_id", quarantine_id)) if entry else None
+        if entry is None or raw is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such quarantine entry")
+        name = _UNSAFE_IN_NAME.sub("_", quarantine_id)[:100]
+        headers = {**DOWNLOAD_HEADERS, "Content-Disposition": f'attachment; filename="quarantine-{name}.eml"'}
+        return Response(raw, media_type="message/rfc822", headers=headers)
+
+    @router.post(
+        "/quarantine/{quarantine_id}/reprocess",
+        tags=["quarantine"],
+        summary="Read a quarantined message again and publish it if it is readable now.",
+        responses={
+            404: {"description": "Unknown id."},
+            422: {"description": "Still unreadable: the entry stays, with the new reason and one more attempt."},
+            503: {"description": "Kafka or the store is unavailable; try again later."},
+        },
+    )
+    async def reprocess(quarantine_id: str) -> JSONResponse:
+        try:
+            entry = await intake.reprocess(quarantine_id)
+        except QuarantineEntryNotFound as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such quarantine entry") from exc
+        except StillUnreadable as exc:
+            body = {"id": quarantine_id, "outcome": "unreadable", "reason": exc.reason}
+            return JSONResponse(
+                {**body, "attempts": exc.entry.get("attempts")}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
+            )
+        except NotAccepted as exc:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, "could not publish now, try again", {"Retry-After": "30"}
+            ) from exc
+        reprocessed_at = entry.get("reprocessed_at")
+        return JSONResponse(
+            {
+                "id": quarantine_id,
+                "outcome": entry.get("outcome"),
+                "reprocessed_at": reprocessed_at.isoformat() if reprocessed_at else None,
+                "attempts": entry.get("attempts"),
+            }
+        )
+
+    @router.get(
+        "/attachments/{attachment_id}",
+        tags=["attachments"],
+        summary="An attachment's bytes, always as a download (never rendered by the browser).",
+        response_class=Response,
+        responses={200: {"content": {"application/octet-stream": {}}}, 404: {"description": "Unknown id."}},
+    )
+    async def attachment(attachment_id: str) -> Response:
+        """Serve a kept attachment so that a browser downloads it and never renders or runs it.
+
+        Only ingest's service token is checked here: the portal proxies this route after its own check that
+        the user may see the ticket the attachment belongs to. Attachment ids are ``{raw_id}:a{n}`` and need
+        a metadata record, so a raw message's bytes are never served through this route.
+        """
+        meta = await store.find_attachment(attachment_id)
+        data = await store.load_raw(attachment_id) if meta else None
+        if meta is None or data is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such attachment")
+        headers = {**DOWNLOAD_HEADERS, "Content-Disposition": content_disposition(str(meta.get("filename") or ""))}
+        return Response(data, media_type=download_type(str(meta.get("content_type") or "")), headers=headers)
 
     return router

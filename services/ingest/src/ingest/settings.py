@@ -74,6 +74,10 @@ class Settings(ServiceSettings, ServiceTokenSettings):
         default=5 * 1024 * 1024,
         description="Largest attachment kept per file; larger ones are left out with a note.",
     )
+    max_attachments_bytes_per_message: int = Field(
+        default=20 * 1024 * 1024,
+        description="Largest total of one message's kept attachments; files past it are left out with a note.",
+    )
     tickets_url: str = Field(default="http://127.0.0.1:8002", description="Tickets service, for the mailbox list.")
     mailbox_refresh_seconds: float = Field(default=30.0, description="How often the mailbox list is re-read.")
     imap_accounts: list[ImapAccount] = Field(

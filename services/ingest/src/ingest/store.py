@@ -1,9 +1,10 @@
-"""Ingest's own store: raw messages (for audit, dedupe and reprocessing) and the quarantine."""
+"""Ingest's own store: raw messages (for audit, dedupe and reprocessing), attachments and the quarantine."""
 
+from datetime import datetime
 from typing import Any
 
 from bson import Binary
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -19,12 +20,14 @@ class Store:
         self.messages = db["messages"]
         self.chunks = db["raw_chunks"]
         self.quarantine = db["quarantine"]
+        self.attachments = db["attachments"]
 
     async def ensure_indexes(self) -> None:
         """Create the indexes ingest relies on."""
         await self.messages.create_index([("received_at", DESCENDING)], name="received_at")
         await self.chunks.create_index([("raw_id", ASCENDING), ("n", ASCENDING)], name="raw_id_n", unique=True)
         await self.quarantine.create_index([("received_at", DESCENDING)], name="received_at")
+        await self.attachments.create_index([("raw_id", ASCENDING)], name="raw_id")
 
     async def save_raw(self, raw_id: str, raw: bytes) -> None:
         """Keep the raw bytes (idempotent: saving the same id again changes nothing)."""
@@ -56,7 +59,39 @@ class Store:
         """Keep a message that could not be read, with its reason."""
         await self.quarantine.update_one({"_id": doc["_id"]}, {"$setOnInsert": doc}, upsert=True)
 
-    async def list_quarantine(self, limit: int = 100) -> list[dict[str, Any]]:
-        """Return the newest quarantined messages (without their bytes)."""
-        cursor = self.quarantine.find({}, {"raw": 0}).sort("received_at", DESCENDING).limit(limit)
+    async def list_quarantine(self, limit: int = 100, *, include_reprocessed: bool = False) -> list[dict[str, Any]]:
+        """Return the newest quarantined messages (without their bytes), by default only those still waiting."""
+        query: dict[str, Any] = {} if include_reprocessed else {"reprocessed_at": {"$exists": False}}
+        cursor = self.quarantine.find(query, {"raw": 0}).sort("received_at", DESCENDING).limit(limit)
         return [doc async for doc in cursor]
+
+    async def find_quarantine(self, quarantine_id: str) -> dict[str, Any] | None:
+        """Return one quarantine entry by id."""
+        return await self.quarantine.find_one({"_id": quarantine_id}, {"raw": 0})
+
+    async def mark_reprocessed(self, quarantine_id: str, outcome: str, at: datetime) -> dict[str, Any] | None:
+        """Record that a quarantined message was accepted on a later try (the entry stays, for audit)."""
+        return await self.quarantine.find_one_and_update(
+            {"_id": quarantine_id},
+            {"$set": {"reprocessed_at": at, "outcome": outcome}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def note_failed_attempt(self, quarantine_id: str, reason: str, at: datetime) -> dict[str, Any] | None:
+        """Record that a quarantined message is still unreadable: the newest reason, one more attempt."""
+        return await self.quarantine.find_one_and_update(
+            {"_id": quarantine_id},
+            {"$set": {"reason": reason, "last_attempt_at": at}, "$inc": {"attempts": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def save_attachments(self, docs: list[dict[str, Any]]) -> None:
+        """Keep what is known about kept attachments (name, type, size, message), once per attachment id."""
+        if docs:
+            await self.attachments.bulk_write(
+                [UpdateOne({"_id": doc["_id"]}, {"$setOnInsert": doc}, upsert=True) for doc in docs], ordered=False
+            )
+
+    async def find_attachment(self, attachment_id: str) -> dict[str, Any] | None:
+        """Return an attachment's metadata record, or None."""
+        return await self.attachments.find_one({"_id": attachment_id})
