@@ -191,7 +191,7 @@ def main() -> None:
             proc.wait(timeout=30)
         kafka.stop()
         store.stop()
-        shutil.rmtree(data, ignore_errors=True)
+        print(f"· logs in {data}") if os.environ.get("BENCH_KEEP") else shutil.rmtree(data, ignore_errors=True)
 
 
 if __name__ == "__main__":

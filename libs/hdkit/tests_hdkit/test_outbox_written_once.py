@@ -67,3 +67,32 @@ async def test_entries_whose_emptying_never_happened_are_published_again_by_the_
     restarted = OutboxRelay(mongo["messages"], publisher)
     assert await restarted.sweep(older_than=timedelta(0)) == 1
     assert [e.event_id for _, e in publisher.sent] == [envelope.event_id, envelope.event_id]
+
+
+class SlowPublisher(FakePublisher):
+    """Kafka taking its time: publishes wait until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def publish(self, topic: str, envelope: Envelope) -> None:
+        await self.release.wait()
+        await super().publish(topic, envelope)
+
+
+async def test_the_sweeper_leaves_alone_what_this_process_is_still_publishing(mongo: Any) -> None:
+    publisher = SlowPublisher()
+    relay = OutboxRelay(mongo["messages"], publisher)
+    once, _ = record(1)
+    other, _ = record(2)
+    await mongo["messages"].insert_many([dict(once), dict(other)])
+    slow = [asyncio.create_task(relay.flush_written_once(once)), asyncio.create_task(relay.flush(other))]
+    await asyncio.sleep(0.05)  # both are waiting for Kafka
+    sweeping = asyncio.create_task(relay.sweep(older_than=timedelta(0)))
+    await asyncio.sleep(0.05)
+    publisher.release.set()
+    assert await sweeping == 0
+    assert await asyncio.gather(*slow) == [1, 1]
+    await relay.drain()
+    assert len(publisher.sent) == 2

@@ -243,3 +243,20 @@ def test_a_bounce_names_the_failed_recipient_and_the_notification_it_was_for() -
 
 def test_a_person_s_mail_has_no_bounce() -> None:
     assert parse_email(raw("From: a@example.com\nSubject: x"), loop_domain=LOOP).bounce is None
+
+
+def test_names_in_to_and_cc_are_decoded_from_encoded_words_and_raw_8bit_bytes() -> None:
+    raw = (
+        "From: =?utf-8?B?w4VzYSDDlnN0bHVuZA==?= <asa@example.se>\r\n"
+        "To: =?iso-8859-1?Q?J=F6rgen_H=E5kansson?= <jorgen@example.se>, support@localhost\r\n"
+        'Cc: "Bj\xc3\xb8rn" <bjorn@example.no>\r\n'
+        'Cc: "S\xf8ren" <soren@example.dk>\r\n'
+        "Subject: =?utf-8?Q?Skrivaren_=C3=A4r?= =?utf-8?Q?_trasig?= igen\r\n"
+        "Message-ID: <names@example.se>\r\n\r\nHej\r\n"
+    ).encode("latin-1")
+    parsed = parse_email(raw, loop_domain="helpdesk.localhost")
+    assert parsed.sender.name == "Åsa Östlund"
+    to = [(a.email, a.name) for a in parsed.to]
+    assert to == [("jorgen@example.se", "Jörgen Håkansson"), ("support@localhost", "")]
+    assert [a.name for a in parsed.cc] == ["Bjørn", "Søren"]  # raw UTF-8; raw windows-1252
+    assert parsed.subject == "Skrivaren är trasig igen"

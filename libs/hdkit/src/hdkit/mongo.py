@@ -69,7 +69,8 @@ class OutboxRelay:
         self._publisher = publisher
         self._clear_window = clear_window
         self._to_clear: list[Any] = []
-        self._published: set[Any] = set()  # published, outbox not yet emptied
+        self._published: set[Any] = set()  # being published or published, outbox not yet emptied
+        self._flushing: dict[Any, int] = {}  # documents a `flush` of this process is working on
         self._clearing: asyncio.Task[None] | None = None
 
     async def ensure_indexes(self) -> None:
@@ -83,6 +84,17 @@ class OutboxRelay:
         items = pending(doc)
         if not items:
             return 0
+        doc_id = doc["_id"]
+        self._flushing[doc_id] = self._flushing.get(doc_id, 0) + 1
+        try:
+            return await self._flush(doc, items)
+        finally:
+            if self._flushing[doc_id] == 1:
+                del self._flushing[doc_id]
+            else:
+                self._flushing[doc_id] -= 1
+
+    async def _flush(self, doc: dict[str, Any], items: list[tuple[str, Envelope]]) -> int:
         failpoints.hit("before_publish")  # the change is stored, its events not yet sent
         await self._publisher.publish_many(items)
         # Usually the outbox holds exactly what was just published: empty it in one write. If another change
@@ -109,9 +121,13 @@ class OutboxRelay:
         items = pending(doc)
         if not items or doc["_id"] in self._published:  # a second delivery while its outbox awaits emptying
             return 0
-        failpoints.hit("before_publish")
-        await self._publisher.publish_many(items)
         self._published.add(doc["_id"])
+        try:
+            failpoints.hit("before_publish")
+            await self._publisher.publish_many(items)
+        except BaseException:
+            self._published.discard(doc["_id"])
+            raise
         self._to_clear.append(doc["_id"])
         if self._clearing is None or self._clearing.done():
             self._clearing = asyncio.create_task(self._clear_published())
@@ -148,7 +164,9 @@ class OutboxRelay:
         count = 0
         cursor = self._coll.find({OUTBOX_SINCE: {"$lt": utcnow() - older_than}}, {OUTBOX: 1}).limit(500)
         async for doc in cursor:
-            count += await self.flush(doc)
+            # A publish of this process still under way (Kafka can be slow under load) is not a leftover.
+            if doc["_id"] not in self._flushing and doc["_id"] not in self._published:
+                count += await self.flush(doc)
         return count
 
     async def run_sweeper(self, interval: float = 10.0) -> None:

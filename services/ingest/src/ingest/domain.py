@@ -15,8 +15,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.header import decode_header
-from email.headerregistry import HeaderRegistry
-from email.message import EmailMessage, Message
+from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
 from html.parser import HTMLParser
 
@@ -145,40 +144,21 @@ def _raw_header(msg: Message, name: str) -> str | None:
 
 
 def header_text(msg: Message, name: str) -> str:
-    """Return a header's decoded value, best effort: never raises, '' when missing."""
+    """Return a header's decoded value, best effort: never raises, '' when missing.
+
+    The message is parsed with the `compat32` policy, which leaves headers as they came: decoding them
+    here (encoded words, also adjacent, split or in unknown charsets; raw 8-bit bytes) is both more
+    forgiving and several times faster than the standard library's header objects.
+    """
     raw = _raw_header(msg, name)
     if raw is None:
         return ""
-    try:
-        value = str(msg.get(name, "") or "")
-    except Exception:  # the policy's parser gave up; decode the raw text ourselves
-        value = ""
-    if _needs_own_decoding(raw, value):
-        value = _decode_words(raw)
+    value = _decode_words(raw) if "=?" in raw else raw
     return re.sub(r"\s*[\r\n]+\s*", " ", value).strip()
 
 
-_ADJACENT_WORDS = re.compile(r"\?=\s+=\?")
-
-
-def _needs_own_decoding(raw: str, value: str) -> bool:
-    # The policy's decoder puts a space between adjacent encoded words in address headers, replaces raw
-    # 8-bit bytes with U+FFFD, and leaves words with unknown charsets undecoded.
-    return (
-        not value
-        or ("\ufffd" in value and "\ufffd" not in raw)
-        or ("=?" in value and "?=" in value)
-        or bool(_ADJACENT_WORDS.search(raw))
-    )
-
-
 def _header_all(msg: Message, name: str) -> list[str]:
-    values: list[str] = []
-    try:
-        values = [_repair_8bit(str(v)) for v in msg.get_all(name, [])]
-    except Exception:
-        values = [_decode_words(_repair_8bit(str(v))) for k, v in msg.raw_items() if k.lower() == name.lower()]
-    return values
+    return [_repair_8bit(str(v)) for k, v in msg.raw_items() if k.lower() == name.lower()]
 
 
 _BARE_ADDRESS = re.compile(r"<?([^\s<>\"(),;:@]+@[^\s<>\"(),;:@]+\.[^\s<>\"(),;:@]+)>?")
@@ -219,7 +199,7 @@ def _addresses(msg: Message, header: str) -> tuple[Address, ...]:
     for name, addr in pairs:
         addr = addr.strip().lower()
         if "@" in addr and len(addr) <= 320 and addr not in out and not any(ch.isspace() for ch in addr):
-            out[addr] = Address(email=addr, name=_clean_name(name))
+            out[addr] = Address(email=addr, name=_clean_name(_decode_words(name) if "=?" in name else name))
     return tuple(out.values())
 
 
@@ -486,57 +466,9 @@ def _bodies(msg: Message) -> tuple[str | None, str | None, list[RawAttachment]]:
     return text, html, attachments
 
 
-class _ReadOnlyMessage(EmailMessage):
-    """A parsed message that works out its content type once.
-
-    The standard library parses the Content-Type header again on every `get_content_type` call (through
-    the policy's header registry), and reading one message asks for it a few dozen times: that was half
-    of the parsing time. The cache is dropped whenever a header or the default type changes.
-    """
-
-    def get_content_type(self) -> str:
-        cached: str | None = self.__dict__.get("_content_type")
-        if cached is None:
-            cached = self.__dict__["_content_type"] = super().get_content_type()
-        return cached
-
-    def set_default_type(self, ctype: str) -> None:
-        self.__dict__.pop("_content_type", None)
-        super().set_default_type(ctype)
-
-    def __setitem__(self, name: str, val: object) -> None:
-        self.__dict__.pop("_content_type", None)
-        super().__setitem__(name, val)
-
-    def __delitem__(self, name: str) -> None:
-        self.__dict__.pop("_content_type", None)
-        super().__delitem__(name)
-
-    def set_raw(self, name: str, value: object) -> None:
-        self.__dict__.pop("_content_type", None)
-        super().set_raw(name, value)
-
-    def replace_header(self, _name: str, _value: object) -> None:
-        self.__dict__.pop("_content_type", None)
-        super().replace_header(_name, _value)
-
-
-class _HeaderClasses(HeaderRegistry):
-    """The standard header registry builds a new class for every header it parses; build each once."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._classes: dict[str, type] = {}
-
-    def __getitem__(self, name: str) -> type:
-        key = name.lower()
-        found = self._classes.get(key)
-        if found is None:
-            found = self._classes[key] = super().__getitem__(name)
-        return found
-
-
-_POLICY = email.policy.default.clone(message_factory=_ReadOnlyMessage, header_factory=_HeaderClasses())
+# Headers are decoded by `header_text` and `_addresses` themselves; the standard library's header objects
+# (policy `default`) cost two thirds of the parsing time and give up on more malformed mail.
+_POLICY = email.policy.compat32
 
 _FORWARD_SUBJECT = re.compile(r"^\s*((re|sv|aw|antw)\s*:\s*)*(fw|fwd|vb|vs|wg|tr|vl)\s*:", re.I)
 
