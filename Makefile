@@ -32,8 +32,9 @@ test-fast: install
 test-e2e: install
 	$(PY) -m pytest -p no:cacheprovider tests/e2e
 
-## bench: N emails through the whole journey (BENCH_EMAILS=2000), then the tickets service at BENCH_TICKETS=1000000
+## bench: parse-and-publish on one ingest process (BENCH_INGEST_EMAILS=6000), N emails through the whole journey (BENCH_EMAILS=2000), then the tickets service at BENCH_TICKETS=1000000
 bench: install
+	$(PY) tools/bench_ingest.py --emails $${BENCH_INGEST_EMAILS:-6000}
 	$(PY) tools/bench.py --emails $${BENCH_EMAILS:-2000}
 	$(PY) tools/bench_tickets.py --tickets $${BENCH_TICKETS:-1000000}
 

@@ -7,7 +7,7 @@ about 5 KB (text and HTML, Swedish letters) over `--connections` SMTP connection
 ingest answered 250, which it does only after Kafka acknowledged the event; afterwards every event is
 read back from Kafka and counted, so nothing accepted can be missing or doubled unnoticed.
 
-    python tools/bench_ingest.py --emails 4000 --connections 16
+    python tools/bench_ingest.py --emails 6000 --connections 48
 """
 
 import argparse
@@ -130,8 +130,8 @@ def wait_ready(url: str) -> None:
 def main() -> None:
     """Run the ingest benchmark."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--emails", type=int, default=4000)
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--emails", type=int, default=6000)
+    parser.add_argument("--connections", type=int, default=48)
     args = parser.parse_args()
     data = Path(tempfile.mkdtemp(prefix="helpdesk-bench-ingest-"))
     libs = stack.ensure_kafka(stack.CACHE)

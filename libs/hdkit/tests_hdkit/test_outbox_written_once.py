@@ -1,11 +1,12 @@
-"""Documents whose outbox is written only at insert: published at once, emptied together, never lost."""
+"""Writes grouped in time: records inserted together, outboxes written once published and emptied together."""
 
 import asyncio
 from datetime import timedelta
 from typing import Any
 
-from hdkit.mongo import OUTBOX, OUTBOX_SINCE, OutboxRelay, outbox_fields
+from hdkit.mongo import OUTBOX, OUTBOX_SINCE, GroupInserter, OutboxRelay, outbox_fields
 from hdkit.testing import FakePublisher
+from pymongo.errors import DuplicateKeyError
 
 from contracts import Envelope, topics
 from tests_hdkit.test_consumer import email_envelope
@@ -96,3 +97,37 @@ async def test_the_sweeper_leaves_alone_what_this_process_is_still_publishing(mo
     assert await asyncio.gather(*slow) == [1, 1]
     await relay.drain()
     assert len(publisher.sent) == 2
+
+
+async def test_documents_inserted_together_are_written_in_one_go_and_each_hears_its_outcome(mongo: Any) -> None:
+    calls = CountingCollection(mongo["grouped"])
+    calls.insert_many_calls = 0
+    real_insert_many = mongo["grouped"].insert_many
+
+    async def counting_insert_many(*args: Any, **kwargs: Any) -> Any:
+        calls.insert_many_calls += 1
+        return await real_insert_many(*args, **kwargs)
+
+    calls.insert_many = counting_insert_many  # type: ignore[method-assign]
+    inserter = GroupInserter(calls)  # type: ignore[arg-type]
+    await mongo["grouped"].insert_one({"_id": "old"})
+    outcomes = await asyncio.gather(
+        *(inserter.insert({"_id": f"d{n}", "n": n}) for n in range(10)),
+        inserter.insert({"_id": "old"}),
+        inserter.insert({"_id": "d3"}),  # the same id twice in one group: the second one is the duplicate
+        return_exceptions=True,
+    )
+    assert outcomes[:10] == [None] * 10
+    assert isinstance(outcomes[10], DuplicateKeyError) and isinstance(outcomes[11], DuplicateKeyError)
+    assert calls.insert_many_calls == 1
+    assert await mongo["grouped"].count_documents({}) == 11
+
+
+async def test_when_the_whole_write_fails_every_caller_of_the_group_hears_it() -> None:
+    class Away:
+        async def insert_many(self, docs: Any, ordered: bool) -> None:
+            raise ConnectionError("store away")
+
+    inserter = GroupInserter(Away())  # type: ignore[arg-type]
+    outcomes = await asyncio.gather(*(inserter.insert({"_id": n}) for n in range(3)), return_exceptions=True)
+    assert all(isinstance(o, ConnectionError) for o in outcomes)

@@ -107,3 +107,30 @@ async def test_strangers_get_550_big_mail_552_and_an_outage_451(receiver: Any) -
         await in_thread(during_outage)
     assert deferred.value.smtp_code == 451
     assert intake.accepted == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "<a@b.se>",
+        "<a.b+c@mx.example.se> SIZE=100 BODY=8BITMIME",
+        "<a@b.se>  SIZE=5",
+        " <kund1.17@example.se>",
+        "<>",
+        "a@b.se",
+        '<"quoted local"@x.se>',
+        "<a@b.se",
+        "<åsa@exempel.se> SMTPUTF8",
+        "<a@[127.0.0.1]>",
+        "<@route:a@b.se>",
+        "<" + "x" * 70 + "@b.se>",
+        "<a@-b.se>",
+    ],
+)
+def test_the_quick_path_reader_reads_mail_and_rcpt_paths_exactly_as_aiosmtpd_does(path: str) -> None:
+    from aiosmtpd.smtp import SMTP
+    from ingest.smtp import QuickSMTP
+
+    quick, full = QuickSMTP(object()), SMTP(object())  # type: ignore[arg-type]
+    quick.local_part_limit = full.local_part_limit = 64
+    assert quick._getaddr(path) == full._getaddr(path)

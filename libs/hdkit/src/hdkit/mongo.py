@@ -14,7 +14,7 @@ from typing import Any
 from contracts.envelope import utcnow
 from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from contracts import Envelope
 from hdkit import failpoints
@@ -59,11 +59,60 @@ def pending(doc: dict[str, Any]) -> list[tuple[str, Envelope]]:
     return entries
 
 
+class GroupInserter:
+    """Inserts documents that arrive within a few milliseconds of each other with one `insert_many`.
+
+    Each caller still learns its own outcome: `insert` returns when its document is stored, or raises
+    `DuplicateKeyError` when one with its `_id` exists (the others of the group are stored regardless), or
+    the error that failed the whole write. On a store that commits per write (FerretDB on SQLite) one
+    transaction for many documents costs much less than one each.
+    """
+
+    def __init__(self, collection: AsyncCollection[dict[str, Any]], *, window: float = 0.002, most: int = 200) -> None:
+        self._coll = collection
+        self._window = window
+        self._most = most
+        self._waiting: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def insert(self, doc: dict[str, Any]) -> None:
+        """Store one document with the others of its moment; raise DuplicateKeyError for an existing `_id`."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((doc, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        await done
+
+    async def _write(self) -> None:
+        while self._waiting:
+            await asyncio.sleep(self._window)
+            group, self._waiting = self._waiting[: self._most], self._waiting[self._most :]
+            failed: dict[int, BaseException] = {}
+            try:
+                await self._coll.insert_many([doc for doc, _ in group], ordered=False)
+            except BulkWriteError as exc:
+                for error in exc.details.get("writeErrors", []):
+                    index = int(error["index"])
+                    if error.get("code") == 11000:
+                        failed[index] = DuplicateKeyError(error.get("errmsg", "duplicate key"), 11000, error)
+                    else:
+                        failed[index] = exc
+            except Exception as exc:  # the whole write failed: every caller of the group hears it
+                failed = {n: exc for n in range(len(group))}
+            for n, (_, done) in enumerate(group):
+                if done.done():  # its caller was cancelled
+                    continue
+                if n in failed:
+                    done.set_exception(failed[n])
+                else:
+                    done.set_result(None)
+
+
 class OutboxRelay:
     """Publishes the outbox entries of documents in one collection and removes them once Kafka has them."""
 
     def __init__(
-        self, collection: AsyncCollection[dict[str, Any]], publisher: Publisher, *, clear_window: float = 0.02
+        self, collection: AsyncCollection[dict[str, Any]], publisher: Publisher, *, clear_window: float = 0.2
     ) -> None:
         self._coll = collection
         self._publisher = publisher

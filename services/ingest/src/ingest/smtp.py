@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import re
 from functools import partial
 from typing import Any
 
@@ -12,6 +13,36 @@ from ingest.handlers import EmailIntake, NotAccepted, Outcome
 from ingest.mailboxes import MailboxDirectory, MailboxUnknown
 
 log = logging.getLogger(__name__)
+
+
+# `<local@domain>` followed by parameters: what MAIL FROM and RCPT TO carry nearly always.
+_PLAIN_PATH = re.compile(
+    r"\s*<([A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)>\s*(.*)\Z", re.S
+)
+
+
+class _QuickAddress:
+    """Reads a plain `<local@domain>` path directly; anything else goes to aiosmtpd's full RFC 5321 parser.
+
+    aiosmtpd parses every MAIL and RCPT path with the email package's header grammar (and defines a class
+    on each call), a twentieth of the receiver's CPU at a few hundred messages a second.
+    """
+
+    local_part_limit: int
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        plain = _PLAIN_PATH.match(arg)
+        if plain and not (self.local_part_limit and len(plain.group(1).rpartition("@")[0]) > self.local_part_limit):
+            return plain.group(1), plain.group(2)
+        return super()._getaddr(arg)  # type: ignore[misc]
+
+
+class QuickSMTP(_QuickAddress, SMTP):
+    """aiosmtpd's SMTP with the quick path reader."""
+
+
+class QuickLMTP(_QuickAddress, LMTP):
+    """aiosmtpd's LMTP with the quick path reader."""
 
 
 class DeliveryHandler:
@@ -75,8 +106,8 @@ async def start_receivers(
         "hostname": hostname,
         "ident": "helpdesk ingest",
     }
-    servers = [await loop.create_server(partial(SMTP, handler, **common), host=host, port=smtp_port)]
+    servers = [await loop.create_server(partial(QuickSMTP, handler, **common), host=host, port=smtp_port)]
     if lmtp_port:
-        servers.append(await loop.create_server(partial(LMTP, handler, **common), host=host, port=lmtp_port))
+        servers.append(await loop.create_server(partial(QuickLMTP, handler, **common), host=host, port=lmtp_port))
     log.info("receiving mail on %s:%s%s", host, smtp_port, f" and LMTP :{lmtp_port}" if lmtp_port else "")
     return servers
