@@ -2,11 +2,21 @@ from datetime import UTC, datetime
 
 import pytest
 from contracts.envelope import Message, Registry
+from contracts.events import Comment
 from contracts.message_ids import make_message_id, ticket_id_from_message_id
-from contracts.models import Address, Bounce
+from contracts.models import Actor, Address, Bounce, LeftOutAttachment, TicketSnapshot
 from pydantic import ValidationError
 
-from contracts import REGISTRY, EmailReceived, Envelope, UnknownMessageType, decode_envelope, derived_id
+from contracts import (
+    REGISTRY,
+    CommentAdded,
+    EmailReceived,
+    Envelope,
+    TicketCreated,
+    UnknownMessageType,
+    decode_envelope,
+    derived_id,
+)
 
 
 def _email(**overrides: object) -> EmailReceived:
@@ -123,8 +133,6 @@ def test_a_bounce_and_the_new_part_of_a_reply_survive_the_round_trip() -> None:
 
 
 def test_an_address_marked_and_lifted_survives_the_round_trip_keyed_by_the_address() -> None:
-    from contracts.models import Actor
-
     from contracts import AddressDeliverable, AddressUndeliverable
 
     since = datetime(2026, 3, 2, 9, 15, tzinfo=UTC)
@@ -136,3 +144,60 @@ def test_an_address_marked_and_lifted_survives_the_round_trip_keyed_by_the_addre
         envelope = Envelope.wrap(event, key=event.address)
         assert REGISTRY.parse(decode_envelope(envelope.to_bytes())) == event
         assert envelope.key == "gone@example.se"
+
+
+def _left_out() -> tuple[LeftOutAttachment, ...]:
+    return (
+        LeftOutAttachment(filename="ritning-över-källaren.pdf", size=6_291_456, reason="file_too_large"),
+        LeftOutAttachment(filename="bilder.zip", size=4_000_000, reason="message_total_too_large"),
+    )
+
+
+def test_events_written_before_left_out_attachments_still_parse() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    ticket = TicketSnapshot(
+        ticket_id="t-1",
+        number=1,
+        title="Hjälp",
+        status="new",
+        priority="medium",
+        type="fault",
+        channel="email",
+        requester=Address(email="kund@example.se"),
+        created_at=now,
+        updated_at=now,
+        version=1,
+        link_token="token",
+    )
+    comment = Comment(
+        comment_id="c-1",
+        visibility="public",
+        author=Actor(role="customer"),
+        channel="email",
+        text="blåbærgrød",
+        created_at=now,
+    )
+    events = (
+        _email(left_out=_left_out()),
+        TicketCreated(ticket=ticket, actor=Actor(role="customer"), comment_id="c-1", left_out=_left_out()),
+        CommentAdded(
+            ticket=ticket, comment=comment.model_copy(update={"left_out": _left_out()}), author_role="customer"
+        ),
+    )
+    for event in events:
+        envelope = Envelope.wrap(event)
+        assert REGISTRY.parse(decode_envelope(envelope.to_bytes())) == event
+        old_payload = {k: v for k, v in envelope.payload.items() if k not in {"left_out", "comment_id"}}
+        if "comment" in old_payload:
+            old_payload["comment"] = {k: v for k, v in old_payload["comment"].items() if k != "left_out"}
+        back = REGISTRY.parse(envelope.model_copy(update={"payload": old_payload}))
+        assert isinstance(back, type(event))
+        assert getattr(back, "left_out", ()) == ()
+        assert getattr(back, "comment", comment).left_out == ()
+
+
+def test_a_left_out_attachment_must_name_a_known_reason() -> None:
+    with pytest.raises(ValidationError):
+        LeftOutAttachment(filename="a.pdf", size=1, reason="too_ugly")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        LeftOutAttachment(filename="a.pdf", size=-1, reason="file_too_large")

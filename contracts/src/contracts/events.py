@@ -14,6 +14,7 @@ from contracts.models import (
     Bounce,
     Channel,
     Frozen,
+    LeftOutAttachment,
     Role,
     TicketSnapshot,
     Visibility,
@@ -49,6 +50,9 @@ class EmailReceived(Message):
     bounce: Bounce | None = Field(
         default=None, description="What a delivery status notification reports, when the email is one."
     )
+    left_out: tuple[LeftOutAttachment, ...] = Field(
+        default=(), description="Attachments ingest left out for their size (a note in `text` says so too)."
+    )
     raw_id: str = Field(description="Id of the raw message in ingest's store, for audit and reprocessing.")
     size: int = Field(description="Size of the raw message in bytes.", ge=0)
 
@@ -63,6 +67,12 @@ class TicketCreated(Message):
     description: str = Field(default="", description="First message text.", max_length=MAX_TEXT)
     actor: Actor = Field(description="Who created it.")
     cause: str | None = Field(default=None, description="event_id of the input that created it.")
+    comment_id: str | None = Field(
+        default=None, description="Id of the first comment, when the ticket began with one (tickets from email)."
+    )
+    left_out: tuple[LeftOutAttachment, ...] = Field(
+        default=(), description="Attachments of the creating email that ingest left out for their size."
+    )
 
 
 class Comment(Frozen):
@@ -81,6 +91,9 @@ class Comment(Frozen):
     html: str | None = Field(default=None, description="Sanitised HTML, if any.", max_length=MAX_TEXT)
     message_id: str | None = Field(default=None, description="Message-ID of the email it came from, if any.")
     auto_submitted: bool = Field(default=False, description="True when it came from an automatic message.")
+    left_out: tuple[LeftOutAttachment, ...] = Field(
+        default=(), description="For email: attachments ingest left out for their size."
+    )
     created_at: datetime = Field(description="When it was added (UTC).")
 
 

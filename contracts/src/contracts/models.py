@@ -36,6 +36,17 @@ class Attachment(Frozen):
     content_id: str | None = Field(default=None, description="Content-ID of an inline part (cid: link).")
 
 
+class LeftOutAttachment(Frozen):
+    """An attachment ingest did not keep because it was too large; the sender is told about it."""
+
+    filename: str = Field(description="File name as sent, made safe.", max_length=255)
+    size: int = Field(description="Size in bytes.", ge=0)
+    reason: Literal["file_too_large", "message_total_too_large"] = Field(
+        description="`file_too_large` (over the per-file limit) or `message_total_too_large` (beyond the "
+        "per-message total)."
+    )
+
+
 class Bounce(Frozen):
     """What a delivery status notification (bounce, NDR, delay warning) says about mail we sent."""
 

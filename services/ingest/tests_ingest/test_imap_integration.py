@@ -281,12 +281,11 @@ async def test_idle_mode_picks_up_a_new_message_at_once(infra: Any, mongo: Any, 
         started_publisher(infra.bootstrap) as publisher,
         polling([idle], mongo, publisher) as (imap, _, _),
     ):
-        await eventually(lambda: imap.pollers[0].rounds >= 1)
-        await asyncio.sleep(0.3)  # let IDLE begin
+        await asyncio.wait_for(imap.pollers[0].idling.wait(), 10)  # the first round is done, IDLE has begun
         await append(dovecot, "user7", mail(message_id))
         took = await eventually(all_marked(dovecot, "user7", 1), within=10)
         assert took < 3.0
-        assert imap.pollers[0].rounds >= 2
+        await eventually(lambda: imap.pollers[0].rounds >= 2)  # a second round, woken by the server's push
     events = await read_envelopes(infra.bootstrap, topics.INBOUND_EMAIL, for_message(message_id), expect=1)
     assert len(events) == 1
 

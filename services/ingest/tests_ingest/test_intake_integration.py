@@ -109,6 +109,7 @@ async def test_an_oversized_attachment_is_left_out_with_a_note_and_the_message_s
     payload = event["payload"]
     assert [a["filename"] for a in payload["attachments"]] == ["small.pdf"]
     assert "big.bin" in payload["text"] and "left out" in payload["text"]
+    assert payload["left_out"] == [{"filename": "big.bin", "size": 2000, "reason": "file_too_large"}]
     assert await store.load_raw(payload["attachments"][0]["attachment_id"]) == b"small"
 
 

@@ -326,3 +326,58 @@ async def test_a_redelivered_command_is_not_counted_twice(store, publisher, smtp
     await handle(handlers, command)
     await handle(handlers, command)
     assert sum(store.counts.values()) == 3  # one mail, counted once in each of its three windows
+
+
+def signed_handlers(store, publisher, smtp, metrics, naps):
+    signatures = {"support@localhost": "Acme AB <support>\nTelefon 08-123 45 67"}
+    identity = MailIdentity(SECRET, DOMAIN, {"support@localhost": "Acme Support"}, mailbox_signatures=signatures)
+    return Handlers(
+        store, OutboxRelay(store.collection, publisher), smtp, identity=identity, metrics=metrics, sleep=naps
+    )
+
+
+async def test_a_mail_from_a_mailbox_with_a_signature_ends_with_it(store, publisher, smtp, metrics, naps):
+    await handle(signed_handlers(store, publisher, smtp, metrics, naps), send_notification())
+
+    message = smtp.outbox[0][0]
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert text.rstrip().endswith("Acme Support\n\n-- \nAcme AB <support>\nTelefon 08-123 45 67")
+    assert html.rstrip().endswith("Acme AB &lt;support&gt;\nTelefon 08-123 45 67</p>")
+
+
+async def test_a_mail_from_a_mailbox_without_a_signature_has_no_stray_separator(store, publisher, smtp, metrics, naps):
+    await handle(signed_handlers(store, publisher, smtp, metrics, naps), send_notification(mailbox="sales@localhost"))
+
+    message = smtp.outbox[0][0]
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert text.rstrip().endswith("Kind regards,\nSupport")
+    assert "-- " not in text
+    assert "signature" not in html and html.rstrip().endswith("Support</p>")
+
+
+async def test_the_notice_of_attachments_left_out_lists_the_files_to_the_sender(handlers, smtp):
+    command = send_notification(
+        template="attachments_left_out",
+        to={"email": "bo@example.se", "name": "Bo Ström"},
+        context={
+            "ticket": {"number": 1001, "title": "Ritning över källaren"},
+            "link": "http://127.0.0.1:8000/t/secret-link-token",
+            "files": [{"filename": "ritning-källare.pdf", "human_size": "6.3 MB", "reason": "file_too_large"}],
+            "limits": {"per_file_human": "5 MB", "per_message_human": "20 MB"},
+        },
+        rule="Notice of attachments left out (built-in)",
+    )
+
+    await handle(handlers, command)
+
+    ((message, _, recipients),) = smtp.outbox
+    assert recipients == ["bo@example.se"]
+    assert message["Subject"] == "[#1001] Attachments left out: Ritning över källaren"
+    assert message["Auto-Submitted"] == "auto-replied"
+    assert message["In-Reply-To"] == "<CAF1234@mail.example.com>"
+    text = message.get_body(("plain",)).get_content()
+    assert "- ritning-källare.pdf (6.3 MB): larger than 5 MB, the limit per file" in text
+    assert "Hello Bo Ström," in text
+    assert "<strong>ritning-källare.pdf</strong> (6.3 MB)" in message.get_body(("html",)).get_content()

@@ -17,6 +17,7 @@ from notify.domain import (
 )
 
 AUTO_REPLY = default_templates()[0]
+LEFT_OUT = next(t for t in default_templates() if t.key == "attachments_left_out")
 CONTEXT = {
     "ticket": {"number": 1001, "title": "Printer on fire", "requester": {"name": "Alice"}},
     "link": "https://help.example.com/t/abc",
@@ -178,3 +179,48 @@ def test_our_message_id_names_the_ticket_only_for_who_holds_the_secret():
 
     assert ticket_id_from_message_id(msg["Message-ID"], "s" * 20) == "t1001"
     assert ticket_id_from_message_id(msg["Message-ID"], "another-secret-xyz") is None
+
+
+LEFT_OUT_CONTEXT = {
+    "ticket": {"number": 1001, "title": "Ritning över källaren"},
+    "recipient": {"email": "asa@example.se", "name": "Åsa Öberg"},
+    "link": "https://help.example.com/t/abc",
+    "files": [
+        {"filename": "ritning-källare.pdf", "human_size": "6.3 MB", "reason": "file_too_large"},
+        {"filename": "bilder<1>.zip", "human_size": "2.9 MB", "reason": "message_total_too_large"},
+    ],
+    "limits": {"per_file_human": "5 MB", "per_message_human": "20 MB"},
+    "mailbox": {"name": "Kundtjänst Åre", "signature": ""},
+}
+
+
+def test_the_notice_of_attachments_left_out_names_each_file_its_size_and_the_limit_it_broke():
+    rendered = render(LEFT_OUT, LEFT_OUT_CONTEXT, ticket_number=1001)
+
+    assert rendered.subject == "[#1001] Attachments left out: Ritning över källaren"
+    assert "Hello Åsa Öberg," in rendered.text
+    assert "- ritning-källare.pdf (6.3 MB): larger than 5 MB, the limit per file" in rendered.text
+    assert "- bilder<1>.zip (2.9 MB): the attachments of one message may total at most 20 MB" in rendered.text
+    assert "another way" in rendered.text and "smaller parts" in rendered.text
+    assert rendered.text.rstrip().endswith("Kundtjänst Åre")
+    assert rendered.html is not None
+    assert "<li><strong>ritning-källare.pdf</strong> (6.3 MB):" in rendered.html
+    assert "bilder&lt;1&gt;.zip" in rendered.html and "bilder<1>" not in rendered.html
+    assert "https://help.example.com/t/abc" in rendered.html
+
+
+def test_the_notice_of_one_file_speaks_of_it_in_the_singular():
+    context = {**LEFT_OUT_CONTEXT, "files": LEFT_OUT_CONTEXT["files"][:1]}
+
+    rendered = render(LEFT_OUT, context, ticket_number=1001)
+
+    assert "this attachment was too large" in rendered.text and "Please send it another way" in rendered.text
+
+
+def test_every_default_template_ends_with_the_mailbox_signature_escaped_in_html():
+    context = {**LEFT_OUT_CONTEXT, "mailbox": {"name": "Acme", "signature": "Acme & Co <support>\nStockholm"}}
+    for template in default_templates():
+        rendered = render(template, context, ticket_number=1001)
+        assert rendered.text.endswith("\n-- \nAcme & Co <support>\nStockholm\n"), template.key
+        assert rendered.html is not None
+        assert rendered.html.rstrip().endswith(">Acme &amp; Co &lt;support&gt;\nStockholm</p>"), template.key

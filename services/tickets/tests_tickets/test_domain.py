@@ -1,11 +1,12 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from contracts.models import Address
+from contracts.models import Address, LeftOutAttachment
 from tickets.config import default_config
 from tickets.domain import (
     Candidates,
     Mailbox,
+    Threading,
     customer_reply,
     decide_thread,
     new_ticket_from_email,
@@ -130,3 +131,37 @@ def test_a_customer_reply_leaves_a_dormant_ticket_dormant() -> None:
     )
     assert "status" not in change.set_fields
     assert [type(e) for e in change.events] == [CommentAdded]
+
+
+LEFT_OUT = (
+    LeftOutAttachment(filename="ritning-källare.pdf", size=6_291_456, reason="file_too_large"),
+    LeftOutAttachment(filename="bilder.zip", size=3_000_000, reason="message_total_too_large"),
+)
+
+
+def test_attachments_left_out_of_a_new_email_are_named_on_its_comment_and_the_created_event() -> None:
+    mail = email(left_out=LEFT_OUT)
+    doc, (created,) = new_ticket_from_email(
+        mail, ticket_id="t-1", number=7, mailbox=MAILBOX, config=CONFIG, now=NOW, threading=Threading(None, "new")
+    )
+    assert isinstance(created, TicketCreated)
+    assert created.left_out == LEFT_OUT
+    assert created.comment_id == doc["comments"][0]["comment_id"]
+    assert [a["filename"] for a in doc["comments"][0]["left_out"]] == ["ritning-källare.pdf", "bilder.zip"]
+
+
+def test_attachments_left_out_of_a_customer_reply_are_named_on_its_comment() -> None:
+    reply = email(message_id="m4@example.se", left_out=LEFT_OUT[:1])
+    change = customer_reply(ticket(), reply, now=NOW, threading=Threading(None, "reply"), config=CONFIG)
+    comment_added = change.events[0]
+    assert isinstance(comment_added, CommentAdded)
+    assert comment_added.comment.left_out == LEFT_OUT[:1]
+    assert change.push["comments"][0]["left_out"][0]["reason"] == "file_too_large"
+
+
+def test_a_mail_with_every_attachment_kept_names_none_left_out() -> None:
+    doc, (created,) = new_ticket_from_email(
+        email(), ticket_id="t-1", number=7, mailbox=MAILBOX, config=CONFIG, now=NOW, threading=Threading(None, "new")
+    )
+    assert isinstance(created, TicketCreated)
+    assert created.left_out == () and doc["comments"][0]["left_out"] == ()

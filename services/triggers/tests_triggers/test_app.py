@@ -8,7 +8,7 @@ from triggers.domain import default_rules
 from triggers.settings import Settings
 
 from contracts import REGISTRY, SendNotification, topics
-from tests_triggers.builders import envelope_of, ticket_created
+from tests_triggers.builders import LEFT_OUT, comment_added, envelope_of, ticket_created
 from tests_triggers.fakes import FakeStore
 
 TOKEN = "test-service-token-0123456789"  # noqa: S105 (a token for tests only)
@@ -99,3 +99,16 @@ async def test_a_ticket_created_on_kafka_comes_out_as_a_send_notification_comman
     assert isinstance(command, SendNotification)
     assert command.to.email == "alice@example.com"
     assert envelope.key == "t-1001"
+
+
+async def test_a_customer_reply_with_attachments_left_out_on_kafka_comes_out_as_the_notice(store):
+    settings = Settings(service_token=TOKEN, mongo_url="mongodb://127.0.0.1:1/", max_attachment_bytes=1_000_000)
+    app = create_app(settings, store=store)
+    event = comment_added(left_out=LEFT_OUT)
+    envelope = await first_published(
+        app.state.runtime.broker, envelope_of(event, "evt-c2"), to=topics.TICKET_EVENTS, watch=topics.NOTIFY_COMMANDS
+    )
+    command = REGISTRY.parse(envelope)
+    assert isinstance(command, SendNotification)
+    assert command.template == "attachments_left_out" and command.to.email == "bo@example.se"
+    assert command.context["limits"]["per_file"] == 1_000_000

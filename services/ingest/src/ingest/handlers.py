@@ -7,7 +7,7 @@ from typing import Any
 
 from bson import Binary
 from contracts.envelope import utcnow
-from contracts.models import Attachment
+from contracts.models import Attachment, LeftOutAttachment
 from hdkit.mongo import OutboxRelay, is_duplicate, outbox_fields
 from hdkit.telemetry import current_traceparent
 from opentelemetry import trace
@@ -176,6 +176,7 @@ class EmailIntake:
                 auto_submitted=parsed.auto_submitted,
                 auto_reason=parsed.auto_reason,
                 attachments=attachments,
+                left_out=tuple(LeftOutAttachment.model_validate(item.record()) for item in left_out),
                 raw_id=raw_id,
                 size=len(raw),
             )
@@ -192,7 +193,7 @@ class EmailIntake:
                 "size": len(raw),
                 "auto_reason": parsed.auto_reason,
                 **({"raw": Binary(raw)} if inline else {}),
-                # EmailReceived has no field for these yet; the notes in `text` are what the ticket shows
+                # also in the event (`left_out`); kept here so the record alone tells what was dropped
                 **({"left_out": [item.record() for item in left_out]} if left_out else {}),
                 **outbox_fields([(topics.INBOUND_EMAIL, envelope)]),
             }

@@ -113,6 +113,7 @@ class ImapPoller:
         self._client: IMAP4 | None = None
         self._lost = asyncio.Event()
         self.rounds = 0
+        self.idling = asyncio.Event()  # set while the server has acknowledged our IDLE
 
     async def run(self) -> None:
         """Run until cancelled; errors are logged, counted and followed by a reconnect after a back-off."""
@@ -213,11 +214,13 @@ class ImapPoller:
         """Wait in IDLE until the server reports a change, the interval passes, or the connection drops."""
         interval = self.account.interval_seconds
         idle_task = await client.idle_start(timeout=interval)
+        self.idling.set()
         push = asyncio.ensure_future(client.wait_server_push(timeout=interval + 5))
         lost = asyncio.ensure_future(self._lost.wait())
         try:
             await asyncio.wait({push, lost}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self.idling.clear()
             push.cancel()
             lost.cancel()
         if self._lost.is_set():

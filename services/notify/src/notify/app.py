@@ -62,6 +62,7 @@ def create_app(
             mail_domain=settings.mail_domain,
             mailbox_names={k.lower(): v for k, v in settings.mailbox_names.items()},
             default_from_name=settings.default_from_name,
+            mailbox_signatures={k.lower(): v for k, v in settings.mailbox_signatures.items()},
         ),
         metrics=rt.metrics,
         max_attempts=settings.smtp_max_attempts,

@@ -189,7 +189,16 @@ def build_message(
     return msg
 
 
-_AUTO_REPLY_TEXT = """\
+# The mailbox's own signature ends every default template when the mailbox has one (none: nothing at all).
+# Text: after the usual "-- " line; HTML: escaped by the sandbox, its line breaks kept by CSS, not by tags.
+_SIGNATURE_TEXT = "{% if mailbox.signature %}\n-- \n{{ mailbox.signature }}\n{% endif %}"
+_SIGNATURE_HTML = (
+    '{% if mailbox.signature %}<p class="signature" style="white-space: pre-line">{{ mailbox.signature }}</p>\n'
+    "{% endif %}"
+)
+
+_AUTO_REPLY_TEXT = (
+    """\
 Hello{% if ticket.requester.name %} {{ ticket.requester.name }}{% endif %},
 
 Thank you for writing to us. We have received your request and registered it as ticket \
@@ -204,8 +213,11 @@ You can follow your request here:
 Kind regards,
 {{ mailbox.name or "Support" }}
 """
+    + _SIGNATURE_TEXT
+)
 
-_AUTO_REPLY_HTML = """\
+_AUTO_REPLY_HTML = (
+    """\
 <p>Hello{% if ticket.requester.name %} {{ ticket.requester.name }}{% endif %},</p>
 <p>Thank you for writing to us. We have received your request and registered it as ticket
 <strong>#{{ ticket.number }}</strong>: &ldquo;{{ ticket.title }}&rdquo;.</p>
@@ -214,6 +226,58 @@ to this email and keep [#{{ ticket.number }}] in the subject.</p>
 <p><a href="{{ link }}">Follow your request</a></p>
 <p>Kind regards,<br>{{ mailbox.name or "Support" }}</p>
 """
+    + _SIGNATURE_HTML
+)
+
+
+_LEFT_OUT_TEXT = (
+    """\
+Hello{% if recipient.name %} {{ recipient.name }}{% endif %},
+
+Your message about ticket #{{ ticket.number }}: "{{ ticket.title }}" reached us, but \
+{% if files | length == 1 %}this attachment was{% else %}these attachments were{% endif %} too large \
+to keep and did not come through:
+{% for file in files %}
+- {{ file.filename }} ({{ file.human_size }}): \
+{% if file.reason == "file_too_large" %}larger than {{ limits.per_file_human }}, the limit per file\
+{% else %}the attachments of one message may total at most {{ limits.per_message_human }}{% endif %}
+{%- endfor %}
+
+Please send {% if files | length == 1 %}it{% else %}them{% endif %} another way (for example a link to \
+a file share), or in smaller parts: several replies to this email, each within the limits. Keep \
+[#{{ ticket.number }}] in the subject so they reach the same ticket.
+
+The rest of your message has been added to the ticket:
+{{ link }}
+
+Kind regards,
+{{ mailbox.name or "Support" }}
+"""
+    + _SIGNATURE_TEXT
+)
+
+_LEFT_OUT_HTML = (
+    """\
+<p>Hello{% if recipient.name %} {{ recipient.name }}{% endif %},</p>
+<p>Your message about ticket <strong>#{{ ticket.number }}</strong>: &ldquo;{{ ticket.title }}&rdquo; reached us,
+but {% if files | length == 1 %}this attachment was{% else %}these attachments were{% endif %} too large
+to keep and did not come through:</p>
+<ul>
+{%- for file in files %}
+<li><strong>{{ file.filename }}</strong> ({{ file.human_size }}):
+{% if file.reason == "file_too_large" %}larger than {{ limits.per_file_human }}, the limit per file
+{%- else %}the attachments of one message may total at most {{ limits.per_message_human }}
+{%- endif %}</li>
+{%- endfor %}
+</ul>
+<p>Please send {% if files | length == 1 %}it{% else %}them{% endif %} another way (for example a link to
+a file share), or in smaller parts: several replies to this email, each within the limits. Keep
+[#{{ ticket.number }}] in the subject so they reach the same ticket.</p>
+<p>The rest of your message has been added to the ticket: <a href="{{ link }}">follow your request</a></p>
+<p>Kind regards,<br>{{ mailbox.name or "Support" }}</p>
+"""
+    + _SIGNATURE_HTML
+)
 
 
 def default_templates() -> Sequence[Template]:
@@ -225,6 +289,13 @@ def default_templates() -> Sequence[Template]:
             subject="We received your request: {{ ticket.title }}",
             text=_AUTO_REPLY_TEXT,
             html=_AUTO_REPLY_HTML,
+        ),
+        Template(
+            key="attachments_left_out",
+            language=DEFAULT_LANGUAGE,
+            subject="Attachments left out: {{ ticket.title }}",
+            text=_LEFT_OUT_TEXT,
+            html=_LEFT_OUT_HTML,
         ),
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any, Protocol
@@ -115,10 +115,15 @@ class MailIdentity:
     mail_domain: str
     mailbox_names: Mapping[str, str]
     default_from_name: str = "Support"
+    mailbox_signatures: Mapping[str, str] = field(default_factory=dict)
 
     def from_name(self, mailbox: str) -> str:
         """Return the display name for a mailbox."""
         return self.mailbox_names.get(mailbox.lower(), self.default_from_name)
+
+    def signature(self, mailbox: str) -> str:
+        """Return a mailbox's own signature, or "" when it has none."""
+        return self.mailbox_signatures.get(mailbox.lower(), "").strip("\n")
 
 
 @dataclass(frozen=True)
@@ -266,7 +271,9 @@ class Handlers:
             domain=self._identity.mail_domain,
         )
         try:
-            context = _context(command, self._identity.from_name(command.mailbox))
+            context = _context(
+                command, self._identity.from_name(command.mailbox), self._identity.signature(command.mailbox)
+            )
             rendered = render(template, context, ticket_number=command.ticket_number)
             message = build_message(
                 rendered,
@@ -438,7 +445,7 @@ def _undeliverable(address: str, suppressed: Mapping[str, Any]) -> str:
     return f"not sent: {address.lower()} is undeliverable since {when} ({status}: {diagnostic})"
 
 
-def _context(command: SendNotification, mailbox_name: str) -> dict[str, Any]:
+def _context(command: SendNotification, mailbox_name: str, signature: str = "") -> dict[str, Any]:
     """Return what the template's tags can use: the command's context, with the ticket's id and number."""
     context = dict(command.context)
     ticket = context.get("ticket")
@@ -448,5 +455,5 @@ def _context(command: SendNotification, mailbox_name: str) -> dict[str, Any]:
         **(ticket if isinstance(ticket, Mapping) else {}),
     }
     context["recipient"] = command.to.model_dump()
-    context["mailbox"] = {"address": command.mailbox, "name": mailbox_name}
+    context["mailbox"] = {"address": command.mailbox, "name": mailbox_name, "signature": signature}
     return context

@@ -31,6 +31,12 @@ class Settings(ServiceSettings, ServiceTokenSettings, MessageIdSettings, Outboun
         default_factory=dict,
         description='From display names by mailbox, as JSON: {"support@example.com": "Example Support"}.',
     )
+    mailbox_signatures: dict[str, str] = Field(
+        default_factory=dict,
+        description="Signatures by mailbox, as JSON: "
+        '{"support@example.com": "Example Ltd\\nSupport: +46 8 123 45 67"}; the default templates end with the '
+        "mailbox's signature (`{{ mailbox.signature }}`), mailboxes not listed have none.",
+    )
     default_from_name: str = Field(default="Support", description="Display name for mailboxes not listed.")
     smtp_max_attempts: int = Field(
         default=8,

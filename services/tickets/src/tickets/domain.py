@@ -223,6 +223,7 @@ def _comment_from_email(email: EmailReceived, comment_id: str, now: datetime) ->
         html=email.html,
         message_id=email.message_id,
         auto_submitted=email.auto_submitted,
+        left_out=email.left_out,
         created_at=now,
     )
 
@@ -275,7 +276,14 @@ def new_ticket_from_email(
         doc["activity"].append(activity(now, Actor(role="system"), "threading", threading.note))
     if email.auto_submitted:
         doc["activity"].append(activity(now, Actor(role="system"), "automatic mail", email.auto_reason or "automatic"))
-    created = TicketCreated(ticket=snapshot(doc), description=email.text, actor=actor, cause=None)
+    created = TicketCreated(
+        ticket=snapshot(doc),
+        description=email.text,
+        actor=actor,
+        cause=None,
+        comment_id=comment.comment_id,
+        left_out=comment.left_out,
+    )
     return doc, [created]
 
 

@@ -10,6 +10,7 @@ from pymongo import AsyncMongoClient
 
 from contracts import SendNotification, topics
 from triggers.api import make_router
+from triggers.domain import AttachmentLimits
 from triggers.handlers import Handlers, RuleCache
 from triggers.settings import Settings
 from triggers.store import Store
@@ -17,7 +18,8 @@ from triggers.store import Store
 TITLE = "helpdesk triggers"
 DESCRIPTION = (
     "The automation engine: runs the rules (event + conditions + actions) on ticket events and sends "
-    "the commands they ask for, e.g. `SendNotification` for the auto-reply on a new email ticket."
+    "the commands they ask for, e.g. `SendNotification` for the auto-reply on a new email ticket, and the "
+    "built-in notice to the sender of an email whose attachments were left out for their size."
 )
 
 
@@ -41,8 +43,13 @@ def create_app(
         default_mailbox=settings.default_mailbox,
         metrics=rt.metrics,
         rules=cache,
+        attachment_limits=AttachmentLimits(
+            per_file=settings.max_attachment_bytes, per_message=settings.max_attachments_bytes_per_message
+        ),
     )
-    rt.consumer.subscribe(topics.TICKET_EVENTS, {"TicketCreated": handlers.ticket_created})
+    rt.consumer.subscribe(
+        topics.TICKET_EVENTS, {"TicketCreated": handlers.ticket_created, "CommentAdded": handlers.comment_added}
+    )
     rt.on_start.append(store.ensure_indexes)
     rt.on_start.append(relay.ensure_indexes)
     rt.background.append(relay.run_sweeper)

@@ -4,6 +4,11 @@ A rule fires when its trigger event happens and every condition holds against th
 (`ticket.*` is the ticket snapshot, `actor.*`, `comment.*`, `changes` ... the rest of the event).
 `evaluate` returns one `Firing` per rule that fired, with the conditions that held and the actions to
 run; guarded actions (no auto-reply to automatic or no-reply addresses) are kept aside with a reason.
+
+Besides the rules an admin edits there is one built-in behaviour, `left_out_notice`: the sender of an
+email whose attachments ingest left out for their size gets one notice saying which, and why. It is
+code rather than a seeded rule because it answers the sender of that one message (who may be a CC,
+not the requester), threads to that message, and lists its files, which a rule's actions cannot say.
 """
 
 from __future__ import annotations
@@ -287,4 +292,134 @@ def default_rules() -> Sequence[Rule]:
             ),
             actions=(SendTemplate(template="auto_reply", target=CUSTOMER, auto_submitted="auto-replied"),),
         ),
+    )
+
+
+LEFT_OUT_NOTICE_ID = "attachments-left-out"
+"""Id of the built-in notice in the firing log and in its notification ids."""
+
+LEFT_OUT_NOTICE_NAME = "Notice of attachments left out (built-in)"
+LEFT_OUT_TEMPLATE = "attachments_left_out"
+
+
+@dataclass(frozen=True)
+class AttachmentLimits:
+    """The sizes ingest keeps attachments up to (the same `HELPDESK_MAX_ATTACHMENT*` settings as ingest's)."""
+
+    per_file: int = 5 * 1024 * 1024
+    per_message: int = 20 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A built-in automatic mail to the sender of one message: to whom, about which comment, with what."""
+
+    notice_id: str
+    name: str
+    template: str
+    comment_id: str
+    to: dict[str, str]
+    in_reply_to: str | None
+    context: dict[str, Any]
+    conditions: tuple[str, ...]
+    suppressed: str | None = None
+
+    def as_record(self) -> dict[str, Any]:
+        """Return the notice as plain data for the firing log (shaped like a rule's firing)."""
+        action = {"type": "send_template", "template": self.template, "target": self.to["email"]}
+        return {
+            "rule_id": self.notice_id,
+            "rule_name": self.name,
+            "conditions_met": list(self.conditions),
+            "actions": [] if self.suppressed else [action],
+            "suppressed": [{"action": action, "reason": self.suppressed}] if self.suppressed else [],
+        }
+
+
+def human_size(size: int) -> str:
+    """Return a byte count as people read it: `512 bytes`, `1.5 kB`, `6.3 MB` (powers of 1024)."""
+    if size < 1024:
+        return f"{size} bytes"
+    value = float(size)
+    for unit in ("kB", "MB", "GB"):
+        value /= 1024
+        if value < 1024 or unit == "GB":
+            break
+    return f"{value:.1f} {unit}".replace(".0 ", " ")
+
+
+def _address_block_reason(email: Any, mailbox: Any) -> str | None:
+    if not isinstance(email, str) or "@" not in email:
+        return "the sender has no email address"
+    if looks_automatic(email):
+        return f"the sender address {email} looks automatic (no-reply, mailer-daemon, postmaster)"
+    if isinstance(mailbox, str) and mailbox.casefold() == email.casefold():
+        return "the sender is our own mailbox"
+    return None
+
+
+def left_out_notice(event_name: str, event: Mapping[str, Any], limits: AttachmentLimits) -> Notice | None:
+    """Return the notice to the sender of an email whose attachments ingest left out, or None when none is due.
+
+    Due for a ticket created from an email and for a customer's email comment, when the message had
+    attachments left out for their size; never for automatic mail (a robot gets no answer).
+    """
+    if event_name == "ticket.created":
+        left_out = event.get("left_out") or ()
+        comment_id = event.get("comment_id")
+        if not left_out or not comment_id or lookup(event, "ticket.channel") != "email":
+            return None
+        if lookup(event, "ticket.source_auto_submitted") is True:
+            return None
+        sender = lookup(event, "ticket.requester") or {}
+        in_reply_to = lookup(event, "ticket.source_message_id")
+        conditions = ("ticket.channel is 'email'", "ticket.source_auto_submitted is False", "left_out is not empty")
+    elif event_name == "comment.added":
+        comment = event.get("comment") or {}
+        left_out = comment.get("left_out") or ()
+        comment_id = comment.get("comment_id")
+        if not left_out or not comment_id or event.get("author_role") != CUSTOMER or comment.get("channel") != "email":
+            return None
+        if comment.get("auto_submitted") is True:
+            return None
+        sender = comment.get("author") or {}
+        in_reply_to = comment.get("message_id")
+        conditions = (
+            "author_role is 'customer'",
+            "comment.channel is 'email'",
+            "comment.auto_submitted is False",
+            "comment.left_out is not empty",
+        )
+    else:
+        return None
+    to = {"email": str(sender.get("email") or ""), "name": str(sender.get("name") or "")}
+    files = [
+        {
+            "filename": item.get("filename", ""),
+            "size": item.get("size", 0),
+            "human_size": human_size(int(item.get("size", 0))),
+            "reason": item.get("reason", ""),
+        }
+        for item in left_out
+    ]
+    context = {
+        "files": files,
+        "limits": {
+            "per_file": limits.per_file,
+            "per_file_human": human_size(limits.per_file),
+            "per_message": limits.per_message,
+            "per_message_human": human_size(limits.per_message),
+        },
+        "sender": to,
+    }
+    return Notice(
+        notice_id=LEFT_OUT_NOTICE_ID,
+        name=LEFT_OUT_NOTICE_NAME,
+        template=LEFT_OUT_TEMPLATE,
+        comment_id=str(comment_id),
+        to=to,
+        in_reply_to=in_reply_to if isinstance(in_reply_to, str) and in_reply_to else None,
+        context=context,
+        conditions=conditions,
+        suppressed=_address_block_reason(to["email"], lookup(event, "ticket.mailbox")),
     )

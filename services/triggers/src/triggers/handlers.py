@@ -13,8 +13,17 @@ from hdkit.mongo import outbox_fields
 from hdkit.telemetry import current_traceparent
 from prometheus_client import CollectorRegistry, Counter
 
-from contracts import Envelope, SendNotification, TicketCreated, derived_id, topics
-from triggers.domain import Firing, Rule, SendTemplate, evaluate, recipient
+from contracts import CommentAdded, Envelope, SendNotification, TicketCreated, derived_id, topics
+from triggers.domain import (
+    AttachmentLimits,
+    Firing,
+    Notice,
+    Rule,
+    SendTemplate,
+    evaluate,
+    left_out_notice,
+    recipient,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +91,10 @@ class Handlers:
         default_mailbox: str,
         metrics: CollectorRegistry,
         rules: RuleCache | None = None,
+        attachment_limits: AttachmentLimits | None = None,
     ) -> None:
         self._store = store
+        self._limits = attachment_limits or AttachmentLimits()
         self._relay = relay
         self._public_url = public_url.rstrip("/")
         self._default_mailbox = default_mailbox
@@ -104,6 +115,10 @@ class Handlers:
     async def ticket_created(self, envelope: Envelope, event: TicketCreated) -> None:
         """Run the `ticket.created` rules on a new ticket and send the commands they ask for."""
         await self._handle(envelope, "ticket.created", event.model_dump(mode="json"), event.ticket.ticket_id)
+
+    async def comment_added(self, envelope: Envelope, event: CommentAdded) -> None:
+        """Run the `comment.added` rules (and the built-in notices) on a new comment; send what they ask for."""
+        await self._handle(envelope, "comment.added", event.model_dump(mode="json"), event.ticket.ticket_id)
 
     async def _handle(self, envelope: Envelope, event_name: str, event: dict[str, Any], ticket_id: str) -> None:
         previous = await self._store.get_firing(envelope.event_id)
@@ -134,6 +149,27 @@ class Handlers:
                 record["notification_ids"].append(command.notification_id)
             records.append(record)
             self._log_firing(firing, event_name, ticket_id)
+        notice = left_out_notice(event_name, event, self._limits)
+        if notice is not None:
+            record = notice.as_record()
+            record["notification_ids"] = []
+            if notice.suppressed is None:
+                command = self._notice_command(event, notice)
+                outbox.append(
+                    (
+                        topics.NOTIFY_COMMANDS,
+                        Envelope.wrap(
+                            command,
+                            event_id=command.notification_id,
+                            causation=envelope,
+                            key=ticket_id,
+                            traceparent=current_traceparent(),
+                        ),
+                    )
+                )
+                record["notification_ids"].append(command.notification_id)
+            records.append(record)
+            self._log_notice(notice, event_name, ticket_id)
         doc = {
             "_id": envelope.event_id,
             "event": event_name,
@@ -170,6 +206,37 @@ class Handlers:
             context={"ticket": ticket, "link": f"{self._public_url}/t/{ticket['link_token']}"},
             rule=firing.rule_name,
         )
+
+    def _notice_command(self, event: dict[str, Any], notice: Notice) -> SendNotification:
+        ticket = event["ticket"]
+        # From the comment, not the event: whichever event carries the comment, its sender hears once.
+        chain = tuple(dict.fromkeys(i for i in (ticket.get("source_message_id"), notice.in_reply_to) if i))
+        return SendNotification(
+            notification_id=derived_id("notify", notice.notice_id, ticket["ticket_id"], notice.comment_id),
+            ticket_id=ticket["ticket_id"],
+            ticket_number=ticket["number"],
+            template=notice.template,
+            to=Address.model_validate(notice.to),
+            mailbox=ticket.get("mailbox") or self._default_mailbox,
+            in_reply_to=notice.in_reply_to,
+            references=chain,
+            auto_submitted="auto-replied",
+            context={
+                "ticket": ticket,
+                "link": f"{self._public_url}/t/{ticket['link_token']}",
+                **notice.context,
+            },
+            rule=notice.name,
+        )
+
+    def _log_notice(self, notice: Notice, event_name: str, ticket_id: str) -> None:
+        self._fired.labels(notice.notice_id, event_name).inc()
+        if notice.suppressed is not None:
+            self._suppressed.labels(notice.notice_id).inc()
+            log.info("%s on %s of ticket %s not sent: %s", notice.name, event_name, ticket_id, notice.suppressed)
+        else:
+            files = len(notice.context.get("files", ()))
+            log.info("%s on %s of ticket %s: %d file(s) left out", notice.name, event_name, ticket_id, files)
 
     def _log_firing(self, firing: Firing, event_name: str, ticket_id: str) -> None:
         self._fired.labels(firing.rule_id, event_name).inc()

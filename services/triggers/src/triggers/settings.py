@@ -22,6 +22,18 @@ class Settings(ServiceSettings, ServiceTokenSettings):
         default="support@localhost",
         description="Helpdesk address used as From for tickets that did not come in through a mailbox.",
     )
+    max_attachment_bytes: int = Field(
+        default=5 * 1024 * 1024,
+        ge=1,
+        description="Ingest's per-file attachment limit, named in the notice of attachments left out "
+        "(the same variable as ingest's, so one value serves both).",
+    )
+    max_attachments_bytes_per_message: int = Field(
+        default=20 * 1024 * 1024,
+        ge=1,
+        description="Ingest's per-message attachment total, named in the notice of attachments left out "
+        "(the same variable as ingest's).",
+    )
     rules_cache_seconds: float = Field(
         default=5.0, ge=0, description="How long a process keeps the active rules in memory before reloading."
     )
