@@ -1,14 +1,10 @@
 """Handling TicketCreated: the auto-reply command, sent once, through the outbox."""
 
 import pytest
-from hdkit.mongo import OutboxRelay
-from prometheus_client import CollectorRegistry
-from triggers.domain import default_rules
-from triggers.handlers import Handlers, RuleCache
 
 from contracts import REGISTRY, SendNotification, derived_id, topics
 from tests_triggers.builders import envelope_of, ticket_created
-from tests_triggers.fakes import FakePublisher, FakeStore
+from tests_triggers.conftest import make_handlers
 
 
 class Clock:
@@ -20,30 +16,13 @@ class Clock:
 
 
 @pytest.fixture
-def store():
-    return FakeStore(default_rules())
-
-
-@pytest.fixture
-def publisher():
-    return FakePublisher()
-
-
-@pytest.fixture
 def clock():
     return Clock()
 
 
 @pytest.fixture
 def handlers(store, publisher, clock):
-    return Handlers(
-        store,
-        OutboxRelay(store.collection, publisher),
-        public_url="https://help.example.com/",
-        default_mailbox="support@localhost",
-        metrics=CollectorRegistry(),
-        rules=RuleCache(store, ttl=5, clock=clock),
-    )
+    return make_handlers(store, publisher, clock=clock)
 
 
 def commands(publisher):

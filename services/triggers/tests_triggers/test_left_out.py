@@ -2,10 +2,7 @@
 
 import pytest
 from contracts.models import Actor
-from hdkit.mongo import OutboxRelay
-from prometheus_client import CollectorRegistry
-from triggers.domain import AttachmentLimits, default_rules, human_size, left_out_notice
-from triggers.handlers import Handlers, RuleCache
+from triggers.domain import AttachmentLimits, human_size, left_out_notice
 
 from contracts import REGISTRY, SendNotification, derived_id, topics
 from tests_triggers.builders import (
@@ -15,30 +12,13 @@ from tests_triggers.builders import (
     ticket_created,
     ticket_created_with_left_out,
 )
-from tests_triggers.fakes import FakePublisher, FakeStore
-
-
-@pytest.fixture
-def store():
-    return FakeStore(default_rules())
-
-
-@pytest.fixture
-def publisher():
-    return FakePublisher()
+from tests_triggers.conftest import make_handlers
 
 
 @pytest.fixture
 def handlers(store, publisher):
-    return Handlers(
-        store,
-        OutboxRelay(store.collection, publisher),
-        public_url="https://help.example.com/",
-        default_mailbox="support@localhost",
-        metrics=CollectorRegistry(),
-        rules=RuleCache(store, ttl=5),
-        attachment_limits=AttachmentLimits(per_file=5 * 1024 * 1024, per_message=20 * 1024 * 1024),
-    )
+    limits = AttachmentLimits(per_file=5 * 1024 * 1024, per_message=20 * 1024 * 1024)
+    return make_handlers(store, publisher, attachment_limits=limits)
 
 
 def notices(publisher) -> list[SendNotification]:

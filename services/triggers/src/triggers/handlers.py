@@ -134,18 +134,7 @@ class Handlers:
             record["notification_ids"] = []
             for action in firing.actions:
                 command = self._command(envelope, event, firing, action)
-                outbox.append(
-                    (
-                        topics.NOTIFY_COMMANDS,
-                        Envelope.wrap(
-                            command,
-                            event_id=command.notification_id,
-                            causation=envelope,
-                            key=ticket_id,
-                            traceparent=current_traceparent(),
-                        ),
-                    )
-                )
+                outbox.append(_to_notify(command, envelope, ticket_id))
                 record["notification_ids"].append(command.notification_id)
             records.append(record)
             self._log_firing(firing, event_name, ticket_id)
@@ -155,18 +144,7 @@ class Handlers:
             record["notification_ids"] = []
             if notice.suppressed is None:
                 command = self._notice_command(event, notice)
-                outbox.append(
-                    (
-                        topics.NOTIFY_COMMANDS,
-                        Envelope.wrap(
-                            command,
-                            event_id=command.notification_id,
-                            causation=envelope,
-                            key=ticket_id,
-                            traceparent=current_traceparent(),
-                        ),
-                    )
-                )
+                outbox.append(_to_notify(command, envelope, ticket_id))
                 record["notification_ids"].append(command.notification_id)
             records.append(record)
             self._log_notice(notice, event_name, ticket_id)
@@ -251,3 +229,11 @@ class Handlers:
         for stopped in firing.suppressed:
             self._suppressed.labels(firing.rule_id).inc()
             log.info("rule %r: %s not sent: %s", firing.rule_name, stopped.action.template, stopped.reason)
+
+
+def _to_notify(command: SendNotification, cause: Envelope, ticket_id: str) -> tuple[str, Envelope]:
+    """Return the outbox entry that sends a notification command, once (its id is the notification id)."""
+    envelope = Envelope.wrap(
+        command, event_id=command.notification_id, causation=cause, key=ticket_id, traceparent=current_traceparent()
+    )
+    return topics.NOTIFY_COMMANDS, envelope
