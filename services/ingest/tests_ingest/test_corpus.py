@@ -178,7 +178,8 @@ def _check_html(parsed: ParsedEmail, expected: dict[str, Any] | None) -> None:
     assert "<style" not in html.lower()
     assert not re.search(r"\son\w+\s*=", html, re.I)
     assert "javascript:" not in html.lower()
-    assert not re.search(r"<img[^>]+src=\"(?!cid:)", html, re.I), "remote images must be blocked"
+    assert not re.search(r"<img[^>]+\ssrc=\"(?!cid:)", html, re.I), "remote images must not load"
+    assert not re.search(r"data-remote-src=\"(?!https?://)", html, re.I), "only web addresses are kept to show later"
     for snippet in expected["contains"]:
         assert snippet in html
     for snippet in expected["not_contains"]:

@@ -1,4 +1,5 @@
 import email.message
+import re
 
 import pytest
 from hdkit.sanitise import sanitise_html
@@ -79,7 +80,8 @@ def test_html_only_mail_gets_readable_text_and_sanitised_html() -> None:
     )
     assert parsed.text == "Hej där"
     assert parsed.html is not None
-    assert "<script" not in parsed.html and "onerror" not in parsed.html and "track.example" not in parsed.html
+    assert "<script" not in parsed.html and "onerror" not in parsed.html
+    assert not re.search(r"\ssrc=[\"']https://track.example", parsed.html)  # kept as data-remote-src only
     assert "<b>där</b>" in parsed.html
 
 
@@ -260,3 +262,13 @@ def test_names_in_to_and_cc_are_decoded_from_encoded_words_and_raw_8bit_bytes() 
     assert to == [("jorgen@example.se", "Jörgen Håkansson"), ("support@localhost", "")]
     assert [a.name for a in parsed.cc] == ["Bjørn", "Søren"]  # raw UTF-8; raw windows-1252
     assert parsed.subject == "Skrivaren är trasig igen"
+
+
+def test_a_remote_image_is_not_loaded_but_its_address_is_kept_for_an_agent_who_asks() -> None:
+    html = sanitise_html(
+        '<p>Hi<img src="https://track.example/open.gif?u=1" alt="logo" onerror="x()">'
+        '<img data-remote-src="javascript:alert(1)"><img src="cid:inline"></p>'
+    )
+    assert 'data-remote-src="https://track.example/open.gif?u=1"' in html
+    assert not re.search(r"\ssrc=\"https?:", html) and "javascript" not in html and "onerror" not in html
+    assert 'src="cid:inline"' in html
