@@ -12,7 +12,7 @@ from portal.domain import Role, User
 from portal.security import Passwords, SignInLimiter
 from portal.settings import Settings
 
-from .fakes import FakeTickets, FakeUsers
+from .fakes import FakeIngest, FakeTickets, FakeUsers
 
 ADMIN_EMAIL = "admin@localhost"
 ADMIN_PASSWORD = "correct horse battery staple"  # noqa: S105 - a test password
@@ -44,15 +44,25 @@ def tickets() -> FakeTickets:
 
 
 @pytest.fixture
+def ingest() -> FakeIngest:
+    return FakeIngest()
+
+
+@pytest.fixture
 def limiter() -> SignInLimiter:
     return SignInLimiter()
 
 
 @pytest.fixture
 def client(
-    settings: Settings, users: FakeUsers, tickets: FakeTickets, passwords: Passwords, limiter: SignInLimiter
+    settings: Settings,
+    users: FakeUsers,
+    tickets: FakeTickets,
+    ingest: FakeIngest,
+    passwords: Passwords,
+    limiter: SignInLimiter,
 ) -> Iterator[TestClient]:
-    app = create_app(settings, users=users, tickets=tickets, passwords=passwords, limiter=limiter)
+    app = create_app(settings, users=users, tickets=tickets, ingest=ingest, passwords=passwords, limiter=limiter)
     # Not entered as a context manager: the lifespan would start Kafka, which these tests do not need.
     yield TestClient(app, follow_redirects=False)
     asyncio.run(app.state.runtime.mongo.close())

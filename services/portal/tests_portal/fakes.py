@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from portal.domain import VIEWS, Actor, EmailTaken, User
+from portal.ingest_client import Download, IngestNotFound, IngestUnavailable, QuarantineEntry, Reprocessed
 from portal.tickets_client import TicketDetail, TicketNotFound, TicketPage, TicketsUnavailable
 
 
@@ -132,6 +133,47 @@ class FakeTickets:
             raise TicketNotFound(token)
         public = [c for c in found["comments"] if c["visibility"] == "public"]
         return TicketDetail.model_validate({**found, "comments": public, "activity": []})
+
+    async def aclose(self) -> None:
+        return None
+
+
+class FakeIngest:
+    """Ingest's files and quarantine in dicts, with every call recorded."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, Download] = {}
+        self.entries: list[dict[str, Any]] = []
+        self.outcomes: dict[str, Reprocessed] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.down = False
+
+    def _call(self, what: str, key: str) -> None:
+        self.calls.append((what, key))
+        if self.down:
+            raise IngestUnavailable("connection refused")
+
+    async def attachment(self, attachment_id: str) -> Download:
+        self._call("attachment", attachment_id)
+        if attachment_id not in self.files:
+            raise IngestNotFound(attachment_id)
+        return self.files[attachment_id]
+
+    async def quarantine(self) -> list[QuarantineEntry]:
+        self._call("quarantine", "")
+        return [QuarantineEntry.model_validate(e) for e in self.entries]
+
+    async def quarantine_raw(self, quarantine_id: str) -> Download:
+        self._call("raw", quarantine_id)
+        if quarantine_id not in self.files:
+            raise IngestNotFound(quarantine_id)
+        return self.files[quarantine_id]
+
+    async def reprocess(self, quarantine_id: str) -> Reprocessed:
+        self._call("reprocess", quarantine_id)
+        if quarantine_id not in self.outcomes:
+            raise IngestNotFound(quarantine_id)
+        return self.outcomes[quarantine_id]
 
     async def aclose(self) -> None:
         return None

@@ -59,7 +59,11 @@ def sanitise_html(html: str) -> str:
             "u",
             "ul",
         },
-        attributes={"a": {"href", "title"}, "img": {"src", "alt", "title", "data-remote-src"}, "td": {"colspan", "rowspan"}},
+        attributes={
+            "a": {"href", "title"},
+            "img": {"src", "alt", "title", "data-remote-src"},
+            "td": {"colspan", "rowspan"},
+        },
         url_schemes={"http", "https", "mailto", "cid"},
         link_rel="noopener noreferrer nofollow",
         attribute_filter=_block_remote_images,

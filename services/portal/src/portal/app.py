@@ -13,6 +13,7 @@ from pymongo import AsyncMongoClient
 from portal import web
 from portal.accounts import Accounts
 from portal.domain import Users
+from portal.ingest_client import Ingest, IngestClient
 from portal.security import Passwords, SessionCodec, SignInLimiter
 from portal.settings import Settings
 from portal.store import UserStore
@@ -27,10 +28,11 @@ def create_app(
     configure_logging: bool = False,
     users: Users | None = None,
     tickets: Tickets | None = None,
+    ingest: Ingest | None = None,
     passwords: Passwords | None = None,
     limiter: SignInLimiter | None = None,
 ) -> FastAPI:
-    """Return the portal app; tests hand in fakes for the user store and the tickets service."""
+    """Return the portal app; tests hand in fakes for the user store, the tickets service and ingest."""
     rt = build_runtime("portal", settings, broker=broker, mongo=mongo, configure_logging=configure_logging)
     if configure_logging:
         # One line per call to the tickets service is noise; failures are logged by the client.
@@ -44,10 +46,16 @@ def create_app(
             settings.tickets_url, settings.service_token.get_secret_value(), timeout=settings.tickets_timeout
         )
     rt.on_stop.append(tickets.aclose)
+    if ingest is None:
+        ingest = IngestClient(
+            settings.ingest_url, settings.service_token.get_secret_value(), timeout=settings.ingest_timeout
+        )
+    rt.on_stop.append(ingest.aclose)
     sign_ins = Counter("helpdesk_portal_sign_ins", "Sign-in attempts by outcome.", ["outcome"], registry=rt.metrics)
     portal = web.Portal(
         accounts=Accounts(users, passwords or Passwords(), limiter),
         tickets=tickets,
+        ingest=ingest,
         sessions=SessionCodec(settings.session_secret.get_secret_value()),
         cookie_secure=settings.cookie_secure,
         sign_ins=sign_ins,

@@ -14,6 +14,10 @@ class Settings(ServiceSettings, ServiceTokenSettings):
     tickets_timeout: float = Field(
         default=5.0, gt=0, description="Seconds to wait for the tickets service before showing an error."
     )
+    ingest_url: str = Field(
+        default="http://127.0.0.1:8001", description="Base URL of ingest's HTTP API (attachments, quarantine)."
+    )
+    ingest_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for ingest before showing an error.")
     session_secret: SecretStr = Field(
         description="Key that signs session cookies and CSRF tokens (no default, at least 32 characters).",
         min_length=32,

@@ -75,7 +75,10 @@ class Comment(_Read):
     visibility: Literal["public", "internal"] = Field(description="Public reply or internal note.")
     author: ActorRef = Field(description="Who wrote it.")
     channel: str = Field(default="", description="Channel it came by.")
-    text: str = Field(default="", description="Plain text body.")
+    text: str = Field(default="", description="Plain text body (for email: the whole original).")
+    text_new: str | None = Field(
+        default=None, description="For email: the new part only, quoted history and signature folded away."
+    )
     html: str | None = Field(default=None, description="HTML body, already sanitised by the tickets service.")
     created_at: datetime | None = Field(default=None, description="When it was written.")
     message_id: str | None = Field(default=None, description="Message-ID of the email, if any.")
@@ -91,6 +94,16 @@ class Activity(_Read):
     detail: Any = Field(default=None, description="What changed (text or a small object).")
 
 
+class Attachment(_Read):
+    """A file kept with a ticket; its bytes are served by ingest."""
+
+    attachment_id: str = Field(description="Id to fetch the bytes with.")
+    filename: str = Field(default="", description="File name as sent, made safe.")
+    content_type: str = Field(default="application/octet-stream", description="MIME type as declared.")
+    size: int = Field(default=0, description="Size in bytes.")
+    content_id: str | None = Field(default=None, description="Content-ID of an inline part (cid: link).")
+
+
 class TicketDetail(TicketSummary):
     """A ticket with its conversation and activity log."""
 
@@ -98,6 +111,7 @@ class TicketDetail(TicketSummary):
     cc: list[Person] = Field(default_factory=list, description="Contacts who get a copy.")
     comments: list[Comment] = Field(default_factory=list, description="The conversation, oldest first.")
     activity: list[Activity] = Field(default_factory=list, description="The activity log, oldest first.")
+    attachments: list[Attachment] = Field(default_factory=list, description="Files that came with the ticket.")
 
 
 class TicketPage(_Read):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, unquote, urlencode
 
 import nh3
 from fastapi import APIRouter, Depends, FastAPI, Form, Request
@@ -35,8 +35,9 @@ from portal.domain import (
     label,
     safe_next,
 )
+from portal.ingest_client import Download, Ingest, IngestNotFound, IngestUnavailable
 from portal.security import Session, SessionCodec
-from portal.tickets_client import Comment, TicketNotFound, Tickets, TicketsUnavailable
+from portal.tickets_client import Comment, TicketDetail, TicketNotFound, Tickets, TicketsUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +72,12 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                names = {name for name, _ in SECURITY_HEADERS}
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
-                message["headers"] = headers + list(SECURITY_HEADERS)
+                own = message.get("headers", [])
+                # A download keeps the sandboxing policy ingest gave it; pages get the portal's.
+                keep = {b"content-security-policy"} & {k.lower() for k, _ in own}
+                names = {name for name, _ in SECURITY_HEADERS} - keep
+                headers = [(k, v) for k, v in own if k.lower() not in names]
+                message["headers"] = headers + [(k, v) for k, v in SECURITY_HEADERS if k not in keep]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -103,6 +107,7 @@ class Portal:
 
     accounts: Accounts
     tickets: Tickets
+    ingest: Ingest
     sessions: SessionCodec
     cookie_secure: bool
     sign_ins: Counter | None = None
@@ -153,9 +158,71 @@ def _iso(value: datetime | None) -> str:
     return value.isoformat() if value else ""
 
 
-def _clean_html(html: str | None) -> Markup:
+def _clean_html(html: str | None, images: Mapping[str, str] | None = None) -> Markup:
     # The tickets service sanitises already; cleaning again keeps a bug there from reaching an agent.
-    return Markup(nh3.clean(html or "", link_rel="noopener noreferrer"))  # noqa: S704 - nh3 output only
+    # `images` maps Content-IDs to this page's attachment URLs: `<img src="cid:X">` shows attachment X in
+    # place. Every other image source (remote ones tell the sender the mail was read) is removed.
+    inline = images or {}
+
+    def attribute(tag: str, attr: str, value: str) -> str | None:
+        if tag == "img" and attr == "src":
+            if value[:4].lower() != "cid:":
+                return None
+            cid = value[4:].strip()
+            return inline.get(cid) or inline.get(unquote(cid))
+        if value[:4].lower() == "cid:":
+            return None
+        return value
+
+    cleaned = nh3.clean(
+        html or "",
+        link_rel="noopener noreferrer",
+        url_schemes=nh3.ALLOWED_URL_SCHEMES | {"cid"},
+        attribute_filter=attribute,
+    )
+    return Markup(cleaned)  # noqa: S704 - nh3 output only
+
+
+def _filesize(size: int) -> str:
+    if size < 1024:
+        return f"{size} bytes"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KB"
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+def _files(ticket: TicketDetail, base: str) -> dict[str, Any]:
+    # The page's own attachment route for each file; inline images (cid:) point at the same URLs.
+    urls = {a.attachment_id: base + quote(a.attachment_id, safe="") for a in ticket.attachments}
+    images = {a.content_id: urls[a.attachment_id] for a in ticket.attachments if a.content_id}
+    return {"files": [(a, urls[a.attachment_id]) for a in ticket.attachments], "images": images}
+
+
+def _download(download: Download) -> Response:
+    # Ingest chose the type and the disposition (always a download, never rendered); the portal keeps them.
+    headers = dict(download.headers)
+    headers.setdefault("content-type", "application/octet-stream")
+    headers.setdefault("content-disposition", "attachment")
+    headers.setdefault("x-content-type-options", "nosniff")
+    headers.setdefault("content-security-policy", "default-src 'none'; sandbox")
+    headers["cache-control"] = "private"
+    return Response(download.content, headers=headers)
+
+
+REPROCESS_NOTICES = {
+    "accepted": "Message {id} was read and handed on: it becomes a ticket or a comment.",
+    "duplicate": "Message {id} was read, but it had arrived before: nothing new was made.",
+    "unreadable": "Message {id} is still unreadable: {reason}",
+    "missing": "There is no quarantined message {id}.",
+}
+
+
+def _reprocess_notice(quarantine_id: str, outcome: str, reasons: Mapping[str, str]) -> str:
+    # The reason is read from the list, not the URL, so a link cannot put words on the admin's page.
+    template = REPROCESS_NOTICES.get(outcome)
+    if template is None or not quarantine_id:
+        return ""
+    return template.format(id=quarantine_id, reason=reasons.get(quarantine_id) or "see its reason below.")
 
 
 def _detail(detail: Any) -> str:
@@ -187,6 +254,8 @@ def _templates() -> Jinja2Templates:
         when=_when,
         iso=_iso,
         clean_html=_clean_html,
+        filesize=_filesize,
+        segment=lambda v: quote(str(v), safe=""),
         detail=_detail,
         action=lambda a: str(a).replace("_", " ").capitalize(),
     )
@@ -231,6 +300,27 @@ def build_router(portal: Portal, templates: Jinja2Templates) -> APIRouter:
         return user
 
     Agent = Annotated[User, Depends(agent)]
+
+    async def admin(user: Annotated[User, Depends(signed_in)]) -> User:
+        if user.role != "admin":
+            raise PageError(403, "For admins only", "Only admins may open this page.")
+        return user
+
+    Admin = Annotated[User, Depends(admin)]
+
+    async def link_ticket(token: str) -> TicketDetail:
+        if not LINK_TOKEN.fullmatch(token):
+            raise PageError(404, "Link not found", "This ticket link is not valid.")
+        try:
+            return await portal.tickets.get_by_link(token)
+        except TicketNotFound:
+            raise PageError(404, "Link not found", "This ticket link is not valid.") from None
+
+    async def attachment_of(ticket: TicketDetail, attachment_id: str) -> Response:
+        # Only a file of the ticket the visitor may see is fetched; ingest itself checks no user.
+        if attachment_id not in {a.attachment_id for a in ticket.attachments}:
+            raise PageError(404, "Attachment not found", "This ticket has no such attachment.")
+        return _download(await portal.ingest.attachment(attachment_id))
 
     def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         context.setdefault("user", getattr(request.state, "user", None))
@@ -327,9 +417,7 @@ def build_router(portal: Portal, templates: Jinja2Templates) -> APIRouter:
 
     @router.get("/tickets/{number}")
     async def ticket_detail(request: Request, user: Agent, number: str) -> Response:
-        if not number.isascii() or not number.isdigit() or not 0 < int(number) < MAX_TICKET_NUMBER:
-            raise PageError(404, "Ticket not found", "There is no ticket with that number.")
-        ticket = await portal.tickets.get_ticket(Actor.of(user), int(number))
+        ticket = await portal.tickets.get_ticket(Actor.of(user), _ticket_number(number))
         handlers = await portal.accounts.users.names([ticket.handler] if ticket.handler else [])
         return render(
             request,
@@ -337,20 +425,51 @@ def build_router(portal: Portal, templates: Jinja2Templates) -> APIRouter:
             ticket=ticket,
             handler_name=handlers.get(ticket.handler or "", ticket.handler or ""),
             show_description=_description_is_separate(ticket.description, ticket.comments),
+            **_files(ticket, f"/tickets/{ticket.number}/attachments/"),
         )
+
+    @router.get("/tickets/{number}/attachments/{attachment_id}")
+    async def ticket_attachment(user: Agent, number: str, attachment_id: str) -> Response:
+        ticket = await portal.tickets.get_ticket(Actor.of(user), _ticket_number(number))
+        return await attachment_of(ticket, attachment_id)
 
     @router.get("/t/{token}")
     async def ticket_link(request: Request, token: str) -> Response:
         # The secret link is the customer's key to one ticket: no account, public conversation only.
-        if not LINK_TOKEN.fullmatch(token):
-            raise PageError(404, "Link not found", "This ticket link is not valid.")
+        ticket = await link_ticket(token)
+        return render(request, "ticket_link.html", ticket=ticket, **_files(ticket, f"/t/{token}/attachments/"))
+
+    @router.get("/t/{token}/attachments/{attachment_id}")
+    async def ticket_link_attachment(token: str, attachment_id: str) -> Response:
+        return await attachment_of(await link_ticket(token), attachment_id)
+
+    @router.get("/admin/quarantine")
+    async def quarantine(request: Request, user: Admin, id: str = "", outcome: str = "") -> Response:  # noqa: A002
+        entries = await portal.ingest.quarantine()
+        notice = _reprocess_notice(id, outcome, {e.id: e.reason for e in entries})
+        return render(request, "quarantine.html", entries=entries, notice=notice)
+
+    @router.get("/admin/quarantine/{quarantine_id}/raw")
+    async def quarantine_raw(user: Admin, quarantine_id: str) -> Response:
+        return _download(await portal.ingest.quarantine_raw(quarantine_id))
+
+    @router.post("/admin/quarantine/{quarantine_id}/reprocess")
+    async def quarantine_reprocess(user: Admin, quarantine_id: str) -> Response:
         try:
-            ticket = await portal.tickets.get_by_link(token)
-        except TicketNotFound:
-            raise PageError(404, "Link not found", "This ticket link is not valid.") from None
-        return render(request, "ticket_link.html", ticket=ticket)
+            outcome = (await portal.ingest.reprocess(quarantine_id)).outcome
+        except IngestNotFound:
+            outcome = "missing"
+        log.info("%s reprocessed quarantined message %s: %s", user.email, quarantine_id, outcome)
+        query = urlencode({"id": quarantine_id, "outcome": outcome})
+        return RedirectResponse(f"/admin/quarantine?{query}", status_code=303)
 
     return router
+
+
+def _ticket_number(number: str) -> int:
+    if not number.isascii() or not number.isdigit() or not 0 < int(number) < MAX_TICKET_NUMBER:
+        raise PageError(404, "Ticket not found", "There is no ticket with that number.")
+    return int(number)
 
 
 def _description_is_separate(description: str, comments: list[Comment]) -> bool:
@@ -414,6 +533,17 @@ def install(app: FastAPI, portal: Portal) -> None:
         ),
     )
     handle(StarletteHTTPException, http_error)
+
+    def ingest_unavailable(request: Request, exc: IngestUnavailable) -> Response:
+        log.warning("showing 'ingest unavailable' for %s: %s", request.url.path, exc)
+        response = error_page(
+            request, 502, "Ingest unavailable", "The mail service is not answering right now. Try again in a moment."
+        )
+        response.headers["Retry-After"] = "10"
+        return response
+
+    handle(IngestUnavailable, ingest_unavailable)
+    handle(IngestNotFound, lambda request, exc: error_page(request, 404, "Not found", "There is no such file."))
 
 
 __all__ = ["Portal", "SecurityHeaders", "build_router", "install"]
