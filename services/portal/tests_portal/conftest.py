@@ -3,6 +3,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
@@ -106,3 +107,13 @@ def sign_in(client: TestClient, email: str = ADMIN_EMAIL, password: str = ADMIN_
         "/login",
         data={"email": email, "password": password, "next": next, "csrf_token": csrf_of(form_page.text)},
     )
+
+
+def assert_download(response: Any, *, body: bytes, content_type: str, disposition: str) -> None:
+    """Check a proxied download: the bytes, and the headers that keep a browser from rendering it."""
+    assert response.status_code == 200
+    assert response.content == body
+    assert response.headers["content-type"] == content_type
+    assert response.headers["content-disposition"] == disposition
+    assert response.headers["content-security-policy"] == "default-src 'none'; sandbox"
+    assert response.headers["cache-control"] == "private"

@@ -3,7 +3,7 @@ from fastapi.testclient import TestClient
 from portal.ingest_client import Download, Reprocessed
 from portal.security import Passwords
 
-from .conftest import PHRASE, add_user, csrf_of, sign_in
+from .conftest import PHRASE, add_user, assert_download, csrf_of, sign_in
 from .fakes import FakeIngest, FakeUsers
 
 ENTRY = {
@@ -97,12 +97,8 @@ def test_an_admin_downloads_the_raw_message_with_ingests_download_headers(
 ) -> None:
     response = admin.get("/admin/quarantine/quarantine-0123abc/raw")
 
-    assert response.status_code == 200
-    assert response.content == b"Subject: broken\r\n\r\n"
-    assert response.headers["content-type"] == "message/rfc822"
-    assert response.headers["content-disposition"] == RAW_HEADERS["content-disposition"]
-    assert response.headers["content-security-policy"] == "default-src 'none'; sandbox"
-    assert response.headers["cache-control"] == "private"
+    disposition = RAW_HEADERS["content-disposition"]
+    assert_download(response, body=b"Subject: broken\r\n\r\n", content_type="message/rfc822", disposition=disposition)
     assert admin.get("/admin/quarantine/nope/raw").status_code == 404
 
 
