@@ -269,3 +269,36 @@ def test_an_inline_image_on_the_secret_link_page_uses_the_link_route(
 
     assert f'<img src="/t/{TOKEN}/attachments/raw1%3Aa2" alt="logo">' in page
     assert "tracker.example" not in page
+
+
+# --- remote images, only when an agent asks -------------------------------------------------------------
+
+REMOTE = (
+    '<p>Hi<img data-remote-src="https://track.example/open.gif" alt="logo"><img data-remote-src="javascript:x()"></p>'
+)
+
+
+def test_an_agent_can_ask_to_see_a_messages_remote_images(signed_in: TestClient, tickets: FakeTickets) -> None:
+    tickets.tickets[1] = with_comment(1, html=REMOTE)
+    response = signed_in.get("/tickets/1")
+    page = response.text
+
+    assert 'data-remote-src="https://track.example/open.gif"' in page
+    assert 'src="https://track.example' not in page.replace("data-remote-src", "")  # not loaded by itself
+    assert "javascript:x()" not in page
+    assert "Show remote images" in page and '<script src="/static/remote-images.js" defer></script>' in page
+    assert "img-src 'self' data: https: http:" in response.headers["content-security-policy"]
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+
+
+def test_a_customer_never_gets_remote_images_nor_the_button(client: TestClient, tickets: FakeTickets) -> None:
+    tickets.tickets[1] = with_comment(1, html=REMOTE)
+    response = client.get(f"/t/{TOKEN}")
+
+    assert "track.example" not in response.text and "Show remote images" not in response.text
+    assert "img-src 'self' data:;" in response.headers["content-security-policy"]
+
+
+def test_messages_without_remote_images_get_no_button(signed_in: TestClient, tickets: FakeTickets) -> None:
+    tickets.tickets[1] = with_comment(1, html="<p>Hi</p>")
+    assert "Show remote images" not in signed_in.get("/tickets/1").text

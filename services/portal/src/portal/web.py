@@ -158,10 +158,24 @@ def _iso(value: datetime | None) -> str:
     return value.isoformat() if value else ""
 
 
-def _clean_html(html: str | None, images: Mapping[str, str] | None = None) -> Markup:
+_REMOTE_URL = re.compile(r"\Ahttps?://[^\s\"'<>]+\Z", re.I)
+_IMG_ATTRIBUTES = {k: set(v) for k, v in nh3.ALLOWED_ATTRIBUTES.items()}
+_IMG_ATTRIBUTES["img"] = _IMG_ATTRIBUTES.get("img", set()) | {"data-remote-src"}
+
+# The agent's ticket page may load images from the web, but only those an agent asked to see: sanitised
+# mail never has a remote `src`; the page's script copies `data-remote-src` into `src` on request.
+AGENT_TICKET_CSP = (
+    "default-src 'self'; img-src 'self' data: https: http:; style-src 'self'; script-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+def _clean_html(html: str | None, images: Mapping[str, str] | None = None, remote: bool = False) -> Markup:
     # The tickets service sanitises already; cleaning again keeps a bug there from reaching an agent.
     # `images` maps Content-IDs to this page's attachment URLs: `<img src="cid:X">` shows attachment X in
-    # place. Every other image source (remote ones tell the sender the mail was read) is removed.
+    # place. Every other image source (remote ones tell the sender the mail was read) is removed; with
+    # `remote` (the agent's page) a remote image's address stays in `data-remote-src`, loaded only when the
+    # agent asks.
     inline = images or {}
 
     def attribute(tag: str, attr: str, value: str) -> str | None:
@@ -170,12 +184,15 @@ def _clean_html(html: str | None, images: Mapping[str, str] | None = None) -> Ma
                 return None
             cid = value[4:].strip()
             return inline.get(cid) or inline.get(unquote(cid))
+        if tag == "img" and attr == "data-remote-src":
+            return value.strip() if remote and _REMOTE_URL.match(value.strip()) else None
         if value[:4].lower() == "cid:":
             return None
         return value
 
     cleaned = nh3.clean(
         html or "",
+        attributes=_IMG_ATTRIBUTES,
         link_rel="noopener noreferrer",
         url_schemes=nh3.ALLOWED_URL_SCHEMES | {"cid"},
         attribute_filter=attribute,
@@ -419,7 +436,7 @@ def build_router(portal: Portal, templates: Jinja2Templates) -> APIRouter:
     async def ticket_detail(request: Request, user: Agent, number: str) -> Response:
         ticket = await portal.tickets.get_ticket(Actor.of(user), _ticket_number(number))
         handlers = await portal.accounts.users.names([ticket.handler] if ticket.handler else [])
-        return render(
+        response = render(
             request,
             "ticket.html",
             ticket=ticket,
@@ -427,6 +444,8 @@ def build_router(portal: Portal, templates: Jinja2Templates) -> APIRouter:
             show_description=_description_is_separate(ticket.description, ticket.comments),
             **_files(ticket, f"/tickets/{ticket.number}/attachments/"),
         )
+        response.headers["Content-Security-Policy"] = AGENT_TICKET_CSP
+        return response
 
     @router.get("/tickets/{number}/attachments/{attachment_id}")
     async def ticket_attachment(user: Agent, number: str, attachment_id: str) -> Response:
