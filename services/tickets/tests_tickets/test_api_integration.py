@@ -590,3 +590,50 @@ async def test_contacts_are_for_agents_and_an_unknown_one_is_not_found(api: Api)
     assert (await api.call("POST", "/contacts/nobody@example.se/deliverable", ADMIN)).status_code == 404
     still = (await api.call("GET", f"/contacts/{address}", ADMIN)).json()
     assert still["undeliverable"]["status"] == "5.1.1"
+
+
+def emailed(message_id: str, sender: str, files: list[str], **fields: Any) -> tuple[Envelope, Any]:
+    from contracts.models import Address, Attachment
+
+    from contracts import EmailReceived, derived_id
+
+    event = EmailReceived(
+        mailbox="support@localhost",
+        message_id=message_id,
+        subject="Skrivaren",
+        sender=Address(email=sender),
+        received_at=datetime.now(UTC),
+        text="Se bifogat",
+        raw_id=message_id,
+        size=10,
+        attachments=tuple(
+            Attachment(attachment_id=f"{message_id}:a{n}", filename=name, content_type="application/pdf", size=3)
+            for n, name in enumerate(files)
+        ),
+        **fields,
+    )
+    return Envelope.wrap(event, event_id=derived_id("email", message_id)), event
+
+
+@pytest.mark.asyncio
+async def test_a_customer_sees_only_the_files_of_public_messages_agents_see_all(api: Api) -> None:
+    from contracts.message_ids import make_message_id
+    from tickets.staff import StaffDirectory
+
+    staff = StaffDirectory("http://127.0.0.1:1", "token", refresh_seconds=3600)
+    staff.set([{"id": "li", "email": "li@helpdesk.example", "name": "Li", "role": "light_agent"}])
+    api.handlers._staff = staff
+    await api.handlers.email_received(*emailed("files-1@example.se", "kund@example.se", ["faktura.pdf"]))
+    ticket = await api.store.tickets.find_one({"source_message_id": "files-1@example.se"})
+    ours = make_message_id(ticket_id=ticket["_id"], token="n1", secret=SECRET, domain="helpdesk.localhost")
+    note = emailed("files-2@helpdesk.example", "li@helpdesk.example", ["intern.pdf"], in_reply_to=(ours,))
+    await api.handlers.email_received(*note)
+    number = ticket["number"]
+
+    agent_view = (await api.call("GET", f"/tickets/{number}", ADMIN)).json()
+    customer_view = (await api.call("GET", f"/tickets/{number}", KUND)).json()
+    link_view = (await api.call("GET", f"/ticket-links/{ticket['link_token']}", {})).json()
+
+    assert sorted(a["filename"] for a in agent_view["attachments"]) == ["faktura.pdf", "intern.pdf"]
+    assert [a["filename"] for a in customer_view["attachments"]] == ["faktura.pdf"]
+    assert [a["filename"] for a in link_view["attachments"]] == ["faktura.pdf"]

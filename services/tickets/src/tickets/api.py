@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tickets.access import AGENT_ONLY_VIEWS, VIEWS, View, view_filters, viewer
 from tickets.config import Config
+from tickets.domain import visible_attachments
 from tickets.handlers import Conflict, Handlers
 from tickets.search import InvalidQuery, SearchIndex
 from tickets.store import SUMMARY_FIELDS, Store
@@ -95,6 +96,7 @@ class Detail(Summary):
     closed_at: datetime | None = None
     sla: dict[str, Any] = {}
     attachments: list[dict[str, Any]] = []
+    delivery_problems: list[dict[str, Any]] = []
     comments: list[dict[str, Any]]
     activity: list[dict[str, Any]]
 
@@ -263,14 +265,17 @@ def router(store: Store, handlers: Handlers, token: str, *, search: SearchIndex 
     def _detail(doc: dict[str, Any], v: Viewer) -> dict[str, Any]:
         comments = doc.get("comments", [])
         activity = doc.get("activity", [])
+        extra: dict[str, Any] = {}
         if v.role == "customer":
             comments = [c for c in comments if c.get("visibility") == "public"]
             activity = []
+            extra = {"attachments": visible_attachments(doc, comments), "delivery_problems": []}
         hidden = {"outbox", "outbox_since", "applied", "fv", "message_ids"}
         return {
             **_summary({k: x for k, x in doc.items() if k not in hidden}),
             "comments": comments,
             "activity": activity,
+            **extra,
         }
 
     @api.get("/mailboxes", tags=["config"], summary="The inbound mailboxes and where their mail goes.")
@@ -548,7 +553,8 @@ def router(store: Store, handlers: Handlers, token: str, *, search: SearchIndex 
         if doc is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no ticket has that link")
         public = [c for c in doc.get("comments", []) if c.get("visibility") == "public"]
-        return {**_summary(doc), "comments": public, "activity": [], "cc": [], "tags": [], "attachments": []}
+        attachments = visible_attachments(doc, public)
+        return {**_summary(doc), "comments": public, "activity": [], "cc": [], "tags": [], "attachments": attachments}
 
     return api
 

@@ -228,6 +228,17 @@ def _comment_from_email(email: EmailReceived, comment_id: str, now: datetime) ->
     )
 
 
+def attachment_ids(email: EmailReceived) -> dict[str, list[str]]:
+    """Return the stored comment's list of the files that came with it (who may see a file follows from it)."""
+    return {"attachment_ids": [a.attachment_id for a in email.attachments]}
+
+
+def visible_attachments(doc: dict[str, Any], comments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return the ticket's files that came with one of these comments (a customer sees no internal note's)."""
+    ids = {i for c in comments for i in c.get("attachment_ids") or ()}
+    return [a for a in doc.get("attachments") or () if a.get("attachment_id") in ids]
+
+
 def activity(now: datetime, actor: Actor, action: str, detail: str) -> dict[str, Any]:
     """Return one row of a ticket's activity log."""
     return {"at": now, "actor": actor.model_dump(), "action": action, "detail": detail}
@@ -268,7 +279,7 @@ def new_ticket_from_email(
             "source_message_id": email.message_id,
             "source_auto_submitted": email.auto_submitted,
             "message_ids": [i for i in (email.message_id,) if i],
-            "comments": [{**comment.model_dump(), "kind": "customer_comment"}],
+            "comments": [{**comment.model_dump(), "kind": "customer_comment", **attachment_ids(email)}],
         },
     )
     doc["activity"] = [activity(now, actor, "created", f"from email to {email.mailbox} ({threading.reason})")]
@@ -328,7 +339,7 @@ def customer_reply(
     change = Change(
         set_fields=set_fields,
         push={
-            "comments": [{**comment.model_dump(), "kind": "customer_comment"}],
+            "comments": [{**comment.model_dump(), "kind": "customer_comment", **attachment_ids(email)}],
             "activity": [activity(now, actor, "comment", f"customer reply by email ({threading.reason})")],
             "attachments": [a.model_dump() for a in email.attachments],
         },

@@ -45,7 +45,17 @@ from contracts import (
     derived_id,
 )
 from tickets.config import PHASE_OF, STANDARD_FIELDS, Config, TicketType
-from tickets.domain import Change, Invalid, Refused, Threading, activity, new_document, snapshot, status_fields
+from tickets.domain import (
+    Change,
+    Invalid,
+    Refused,
+    Threading,
+    activity,
+    attachment_ids,
+    new_document,
+    snapshot,
+    status_fields,
+)
 from tickets.staff import StaffMember
 
 MAX_TITLE = 1000
@@ -893,6 +903,7 @@ def staff_reply(
     )
     if email.text_new and email.text_new != email.text:
         change.push["comments"][0]["text_new"] = email.text_new
+    change.push["comments"][0].update(attachment_ids(email))
     change.push["attachments"] = [a.model_dump() for a in email.attachments]
     change.add_to_set["message_ids"] = [i for i in (email.message_id,) if i]
     return change
