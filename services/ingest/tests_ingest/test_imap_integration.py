@@ -157,7 +157,7 @@ async def polling(
         yield imap, registry, store
     finally:
         task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 30)  # each poller logs out
 
 
 def count(registry: CollectorRegistry, name: str, **labels: str) -> float:

@@ -28,11 +28,12 @@ async def started_publisher(bootstrap: str) -> AsyncIterator[Publisher]:
         tracer_provider=TracerProvider(),
         metrics=CollectorRegistry(),
     )
-    await broker.start()
+    await asyncio.wait_for(broker.start(), 60)
     try:
         yield Publisher(broker)
     finally:
-        await broker.stop()
+        # A stop that never returns (a producer flushing forever) must fail its test, not stall the run.
+        await asyncio.wait_for(broker.stop(), 60)
 
 
 async def read_envelopes(
