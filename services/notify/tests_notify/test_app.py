@@ -11,20 +11,9 @@ from notify.settings import Settings
 
 from contracts import REGISTRY, AddressUndeliverable, Envelope, NotificationFailed, NotificationSent, topics
 from tests_notify.builders import DOMAIN, SECRET, envelope_of, send_notification
-from tests_notify.fakes import FakeMailServer, FakeStore
 
 TOKEN = "test-service-token-0123456789"  # noqa: S105 (a token for tests only)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-@pytest.fixture
-def store():
-    return FakeStore()
-
-
-@pytest.fixture
-def smtp():
-    return FakeMailServer()
 
 
 @pytest.fixture

@@ -9,61 +9,11 @@ from hdkit.kafka import Rejected
 from hdkit.mongo import OutboxRelay
 from notify.handlers import AutoMailCaps, Handlers, MailIdentity, MailServerUnavailable
 from notify.smtp import DeliveryDeferred, DeliveryRefused
-from prometheus_client import CollectorRegistry
 
 from contracts import REGISTRY, NotificationFailed, NotificationSent, topics
-from tests_notify.builders import DOMAIN, SECRET, envelope_of, send_notification
-from tests_notify.fakes import FakeMailServer, FakePublisher, FakeStore, StoreDown
-
-
-class Naps:
-    def __init__(self) -> None:
-        self.taken: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.taken.append(seconds)
-
-
-@pytest.fixture
-def store():
-    return FakeStore()
-
-
-@pytest.fixture
-def publisher():
-    return FakePublisher()
-
-
-@pytest.fixture
-def smtp():
-    return FakeMailServer()
-
-
-@pytest.fixture
-def metrics():
-    return CollectorRegistry()
-
-
-@pytest.fixture
-def naps():
-    return Naps()
-
-
-def make_handlers(store, publisher, smtp, metrics, naps, **options):
-    return Handlers(
-        store,
-        OutboxRelay(store.collection, publisher),
-        smtp,
-        identity=MailIdentity(message_id_secret=SECRET, mail_domain=DOMAIN, mailbox_names={}),
-        metrics=metrics,
-        sleep=naps,
-        **options,
-    )
-
-
-@pytest.fixture
-def handlers(store, publisher, smtp, metrics, naps):
-    return make_handlers(store, publisher, smtp, metrics, naps)
+from tests_notify.builders import DOMAIN, SECRET, send_notification
+from tests_notify.conftest import handle, make_handlers
+from tests_notify.fakes import StoreDown
 
 
 def events(publisher):
@@ -73,10 +23,6 @@ def events(publisher):
 def count(metrics, outcome, template="auto_reply"):
     value = metrics.get_sample_value("helpdesk_notifications_total", {"template": template, "outcome": outcome})
     return value or 0
-
-
-async def handle(handlers, command):
-    await handlers.send_notification(envelope_of(command), command)
 
 
 async def test_a_notification_goes_out_by_smtp_and_is_reported_sent(handlers, store, publisher, smtp, metrics):

@@ -2,49 +2,14 @@
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from contracts.models import Actor
-from hdkit.mongo import OutboxRelay
-from notify.handlers import Handlers, MailIdentity
-from prometheus_client import CollectorRegistry
 
 from contracts import REGISTRY, AddressDeliverable, AddressUndeliverable, Envelope, NotificationFailed, topics
-from tests_notify.builders import DOMAIN, SECRET, envelope_of, send_notification
-from tests_notify.fakes import FakeMailServer, FakePublisher, FakeStore
+from tests_notify.builders import send_notification
+from tests_notify.conftest import handle
 
 BOUNCED_AT = datetime(2026, 3, 2, 9, 15, tzinfo=UTC)
 AGENT = Actor(role="agent", id="bo", name="Bo")
-
-
-@pytest.fixture
-def store():
-    return FakeStore()
-
-
-@pytest.fixture
-def publisher():
-    return FakePublisher()
-
-
-@pytest.fixture
-def smtp():
-    return FakeMailServer()
-
-
-@pytest.fixture
-def metrics():
-    return CollectorRegistry()
-
-
-@pytest.fixture
-def handlers(store, publisher, smtp, metrics):
-    return Handlers(
-        store,
-        OutboxRelay(store.collection, publisher),
-        smtp,
-        identity=MailIdentity(message_id_secret=SECRET, mail_domain=DOMAIN, mailbox_names={}),
-        metrics=metrics,
-    )
 
 
 def undeliverable(address="alice@example.com", since=BOUNCED_AT):
@@ -63,10 +28,6 @@ async def deliver(handlers, event):
         await handlers.address_undeliverable(envelope, event)
     else:
         await handlers.address_deliverable(envelope, event)
-
-
-async def handle(handlers, command):
-    await handlers.send_notification(envelope_of(command), command)
 
 
 def failures(publisher):
