@@ -23,7 +23,6 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import aiosmtplib
-import httpx
 from aiokafka import AIOKafkaConsumer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,12 +31,10 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import stack  # noqa: E402
 from bench import cpu_seconds, pct  # noqa: E402
+from benchkit import BIN, kafka_and_store, start_service  # noqa: E402
 
 from contracts import topics  # noqa: E402
 
-BIN = Path(sys.executable).parent
-TOKEN = "bench-ingest-token"  # noqa: S105 - a throw-away stack on loopback
-SECRET = "bench-ingest-secret"  # noqa: S105
 PARAGRAPH = (
     "Hej! Skrivaren på plan 3 skriver ut blanka sidor sedan i morse, och kön växer. Vi har startat om den "
     "två gånger utan att det hjälpte. Kan ni titta på det så snart som möjligt? Tack på förhand. "
@@ -115,18 +112,6 @@ async def count_events(bootstrap: str, run: str, expected: int, wait: float = 60
     return len(seen), events
 
 
-def wait_ready(url: str) -> None:
-    """Wait until a service's /ready answers 200."""
-    for _ in range(300):
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} never became ready")
-
-
 def main() -> None:
     """Run the ingest benchmark."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -134,64 +119,60 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=48)
     args = parser.parse_args()
     data = Path(tempfile.mkdtemp(prefix="helpdesk-bench-ingest-"))
-    libs = stack.ensure_kafka(stack.CACHE)
-    kafka = stack.KafkaServer(stack.free_port(), stack.free_port(), data / "kafka", libs=libs)
-    store = stack.StoreServer(stack.free_port(), data / "store", command=stack.ensure_store(stack.CACHE))
     tickets_port, ingest_port, smtp_port = stack.free_port(), stack.free_port(), stack.free_port()
     procs: dict[str, subprocess.Popen[bytes]] = {}
     run = f"{time.time():.0f}"
     try:
-        kafka.start()
-        store.start()
-        store.wait_ready()
-        kafka.wait_ready()
-        stack.create_topics(kafka.bootstrap, list(topics.ALL), partitions=6)
-        env = {
-            **os.environ,
-            "HELPDESK_KAFKA_BOOTSTRAP": kafka.bootstrap,
-            "HELPDESK_MONGO_URL": store.url,
-            "HELPDESK_SERVICE_TOKEN": TOKEN,
-            "HELPDESK_MESSAGE_ID_SECRET": SECRET,
-            "HELPDESK_LOG_LEVEL": "WARNING",
-            "HELPDESK_TICKETS_URL": f"http://127.0.0.1:{tickets_port}",
-            "HELPDESK_MAILBOX_REFRESH_SECONDS": "3600",
-            "HELPDESK_SMTP_PORT": str(smtp_port),
-        }
-        subprocess.run([str(BIN / "tickets"), "migrate"], env=env, check=True, capture_output=True)  # noqa: S603
-        for name, port in (("tickets", tickets_port), ("ingest", ingest_port)):
-            log = open(data / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-            procs[name] = subprocess.Popen(  # noqa: S603
-                [str(BIN / name), "run"], env={**env, "HELPDESK_HTTP_PORT": str(port)}, stdout=log, stderr=log
-            )
-            wait_ready(f"http://127.0.0.1:{port}")
-        # warm up (ingest reads the mailbox list, Kafka producers connect), then leave ingest alone
-        warm, _, errors = asyncio.run(send_all(smtp_port, [make_mail(n, f"warm{run}") for n in range(50)], 4))
-        if errors:
-            raise RuntimeError(f"warm-up failed: {errors[:3]}")
-        procs.pop("tickets").terminate()
-        mails = [make_mail(n, run) for n in range(args.emails)]
-        size = sum(len(m) for m in mails) / len(mails)
-        pids = {"ingest": procs["ingest"].pid, "kafka": kafka.pid, "store": store.pid}
-        before = {name: cpu_seconds(pid) for name, pid in pids.items() if pid}
-        print(f"· sending {args.emails:,} emails of {size / 1024:.1f} KB over {args.connections} connections")
-        seconds, latencies, errors = asyncio.run(send_all(smtp_port, mails, args.connections))
-        cpu = {name: (cpu_seconds(pid) - before[name]) / seconds * 100 for name, pid in pids.items() if pid}
-        distinct, events = asyncio.run(count_events(kafka.bootstrap, run, args.emails))
-        accepted = len(latencies)
-        print(f"\n== ingest: {accepted:,} of {args.emails:,} emails accepted (250) in {seconds:.1f}s ==")
-        print(f"accepted and published       {accepted / seconds:7.0f} emails/s")
-        print(f"SMTP latency (DATA to 250)   p50 {pct(latencies, 50):.1f} ms  p95 {pct(latencies, 95):.1f} ms")
-        print(f"in Kafka                     {distinct:,} distinct, {events:,} events (lost {accepted - distinct}, "
-              f"doubled {events - distinct}); errors {len(errors)}")  # fmt: skip
-        print("CPU % of one core:           " + ", ".join(f"{k} {v:.0f}" for k, v in cpu.items()))
+        with kafka_and_store(data) as (kafka, store, base_env):
+            env = {
+                **base_env,
+                "HELPDESK_TICKETS_URL": f"http://127.0.0.1:{tickets_port}",
+                "HELPDESK_MAILBOX_REFRESH_SECONDS": "3600",
+                "HELPDESK_SMTP_PORT": str(smtp_port),
+            }
+            subprocess.run([str(BIN / "tickets"), "migrate"], env=env, check=True, capture_output=True)  # noqa: S603
+            for name, port in (("tickets", tickets_port), ("ingest", ingest_port)):
+                procs[name] = start_service(name, env, port, data / f"{name}.log")
+            try:
+                measure(args, kafka, store, smtp_port, procs, run)
+            finally:
+                for proc in procs.values():
+                    proc.terminate()
+                for proc in procs.values():
+                    proc.wait(timeout=30)
     finally:
-        for proc in procs.values():
-            proc.terminate()
-        for proc in procs.values():
-            proc.wait(timeout=30)
-        kafka.stop()
-        store.stop()
         print(f"· logs in {data}") if os.environ.get("BENCH_KEEP") else shutil.rmtree(data, ignore_errors=True)
+
+
+def measure(
+    args: argparse.Namespace,
+    kafka: stack.KafkaServer,
+    store: stack.StoreServer,
+    smtp_port: int,
+    procs: dict[str, subprocess.Popen[bytes]],
+    run: str,
+) -> None:
+    """Warm ingest up, leave it alone, send the emails and print what was measured."""
+    # warm up (ingest reads the mailbox list, Kafka producers connect), then leave ingest alone
+    warm, _, errors = asyncio.run(send_all(smtp_port, [make_mail(n, f"warm{run}") for n in range(50)], 4))
+    if errors:
+        raise RuntimeError(f"warm-up failed: {errors[:3]}")
+    procs["tickets"].terminate()  # ingest has the mailbox list now
+    mails = [make_mail(n, run) for n in range(args.emails)]
+    size = sum(len(m) for m in mails) / len(mails)
+    pids = {"ingest": procs["ingest"].pid, "kafka": kafka.pid, "store": store.pid}
+    before = {name: cpu_seconds(pid) for name, pid in pids.items() if pid}
+    print(f"· sending {args.emails:,} emails of {size / 1024:.1f} KB over {args.connections} connections")
+    seconds, latencies, errors = asyncio.run(send_all(smtp_port, mails, args.connections))
+    cpu = {name: (cpu_seconds(pid) - before[name]) / seconds * 100 for name, pid in pids.items() if pid}
+    distinct, events = asyncio.run(count_events(kafka.bootstrap, run, args.emails))
+    accepted = len(latencies)
+    print(f"\n== ingest: {accepted:,} of {args.emails:,} emails accepted (250) in {seconds:.1f}s ==")
+    print(f"accepted and published       {accepted / seconds:7.0f} emails/s")
+    print(f"SMTP latency (DATA to 250)   p50 {pct(latencies, 50):.1f} ms  p95 {pct(latencies, 95):.1f} ms")
+    print(f"in Kafka                     {distinct:,} distinct, {events:,} events (lost {accepted - distinct}, "
+          f"doubled {events - distinct}); errors {len(errors)}")  # fmt: skip
+    print("CPU % of one core:           " + ", ".join(f"{k} {v:.0f}" for k, v in cpu.items()))
 
 
 if __name__ == "__main__":

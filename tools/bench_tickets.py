@@ -9,7 +9,6 @@ with --keep so a second run can skip the seeding) and stops them afterwards.
 import argparse
 import asyncio
 import json
-import os
 import random
 import shutil
 import statistics
@@ -28,6 +27,7 @@ sys.path.insert(0, str(ROOT / "infra"))
 
 import stack  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+from benchkit import BIN, TOKEN, kafka_and_store, start_service  # noqa: E402
 from contracts.commands import UpdateTicket  # noqa: E402
 from contracts.models import Actor  # noqa: E402
 from pymongo import AsyncMongoClient  # noqa: E402
@@ -39,7 +39,6 @@ from tickets.store import Store  # noqa: E402
 
 from contracts import Envelope, topics  # noqa: E402
 
-BIN = ROOT / ".venv" / "bin"
 GROUPS = ["support", "billing", "it", "sales", "field"]
 HANDLERS = [f"agent{i}" for i in range(1, 21)]
 WORDS = (
@@ -48,8 +47,6 @@ WORDS = (
     "printer invoice delivery password login network screen keyboard order refund warranty account "
     "update install licence backup mail calendar phone skjerm bestilling faktura levering kode adgang"
 ).split()
-TOKEN = "bench-service-token-0123456789abcdef"  # noqa: S105 - a throwaway stack of its own
-SECRET = "bench-message-id-secret-0123456789abcdef"  # noqa: S105
 
 
 def pct(values: list[float], q: float) -> float:
@@ -267,66 +264,44 @@ def main() -> None:
     args = parser.parse_args()
     data = args.dir or Path(tempfile.mkdtemp(prefix="helpdesk-bench-tickets-"))
     data.mkdir(parents=True, exist_ok=True)
-    libs = stack.ensure_kafka(stack.CACHE)
-    kafka = stack.KafkaServer(stack.free_port(), stack.free_port(), data / "kafka", libs=libs)
-    store = stack.StoreServer(stack.free_port(), data / "store", command=stack.ensure_store(stack.CACHE))
     http_port = stack.free_port()
-    proc = None
     try:
-        kafka.start()
-        store.start()
-        store.wait_ready()
-        kafka.wait_ready()
-        stack.create_topics(kafka.bootstrap, list(topics.ALL), partitions=6)
-        env = {
-            **os.environ,
-            "HELPDESK_KAFKA_BOOTSTRAP": kafka.bootstrap,
-            "HELPDESK_MONGO_URL": store.url,
-            "HELPDESK_HTTP_PORT": str(http_port),
-            "HELPDESK_SERVICE_TOKEN": TOKEN,
-            "HELPDESK_MESSAGE_ID_SECRET": SECRET,
-            "HELPDESK_LOG_LEVEL": "WARNING",
-        }
-        subprocess.run([str(BIN / "tickets"), "migrate"], env=env, check=True, capture_output=True)  # noqa: S603
-        print(f"· store: {store.backend}; seeding {args.tickets:,} tickets ...", flush=True)
-        seconds = asyncio.run(seed(store.url, "helpdesk_tickets", args.tickets))
-        if seconds:
-            print(f"· seeded {args.tickets:,} tickets in {seconds:.0f}s ({args.tickets / seconds:,.0f}/s)", flush=True)
-        seconds = asyncio.run(seed_search(store.url, "helpdesk_tickets", args.tickets))
-        if seconds:
-            print(f"· search index of {args.tickets:,} tickets bulk-loaded in {seconds:.0f}s", flush=True)
-        log = open(data / "tickets.log", "ab")  # noqa: SIM115 - closed at exit
-        proc = subprocess.Popen([str(BIN / "tickets"), "run"], env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
-        base = f"http://127.0.0.1:{http_port}"
-        for _ in range(300):
+        with kafka_and_store(data) as (kafka, store, env):
+            subprocess.run([str(BIN / "tickets"), "migrate"], env=env, check=True, capture_output=True)  # noqa: S603
+            print(f"· store: {store.backend}; seeding {args.tickets:,} tickets ...", flush=True)
+            seconds = asyncio.run(seed(store.url, "helpdesk_tickets", args.tickets))
+            if seconds:
+                print(
+                    f"· seeded {args.tickets:,} tickets in {seconds:.0f}s ({args.tickets / seconds:,.0f}/s)", flush=True
+                )
+            seconds = asyncio.run(seed_search(store.url, "helpdesk_tickets", args.tickets))
+            if seconds:
+                print(f"· search index of {args.tickets:,} tickets bulk-loaded in {seconds:.0f}s", flush=True)
+            proc = start_service("tickets", env, http_port, data / "tickets.log")
             try:
-                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        results = measure_queries(base, args.tickets, args.reps) if args.only != "commands" else {}
-        rate, elapsed = (
-            asyncio.run(measure_commands(kafka.bootstrap, args.tickets, args.commands))
-            if args.only != "queries"
-            else (0.0, 0.0)
-        )
-        print(f"\n== tickets at {args.tickets:,} (store: {store.backend}) ==")
-        for name, (p50, p95, extra) in results.items():
-            suffix = f"  ({extra} rows)" if isinstance(extra, int) else ""
-            print(f"{name:<48} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms{suffix}")
-            if name.startswith("counts") and isinstance(extra, dict):
-                print(f"{'':<48} {', '.join(f'{k} {v:,}' for k, v in extra.items())}")
-        if args.only != "queries":
-            print(f"{'commands through Kafka':<48} {rate:7.0f} /s  ({args.commands:,} in {elapsed:.1f}s)")
+                report(args, f"http://127.0.0.1:{http_port}", kafka.bootstrap, store.backend)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=30)
-        kafka.stop()
-        store.stop()
         if not args.keep and args.dir is None:
             shutil.rmtree(data, ignore_errors=True)
+
+
+def report(args: argparse.Namespace, base: str, bootstrap: str, backend: str) -> None:
+    """Measure queries and commands against the running tickets service and print the figures."""
+    results = measure_queries(base, args.tickets, args.reps) if args.only != "commands" else {}
+    rate, elapsed = (
+        asyncio.run(measure_commands(bootstrap, args.tickets, args.commands)) if args.only != "queries" else (0.0, 0.0)
+    )
+    print(f"\n== tickets at {args.tickets:,} (store: {backend}) ==")
+    for name, (p50, p95, extra) in results.items():
+        suffix = f"  ({extra} rows)" if isinstance(extra, int) else ""
+        print(f"{name:<48} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms{suffix}")
+        if name.startswith("counts") and isinstance(extra, dict):
+            print(f"{'':<48} {', '.join(f'{k} {v:,}' for k, v in extra.items())}")
+    if args.only != "queries":
+        print(f"{'commands through Kafka':<48} {rate:7.0f} /s  ({args.commands:,} in {elapsed:.1f}s)")
 
 
 if __name__ == "__main__":
