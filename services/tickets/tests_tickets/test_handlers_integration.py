@@ -35,6 +35,13 @@ def email(message_id: str, sender: str = "kund@example.se", **overrides: Any) ->
     return Envelope.wrap(event, event_id=derived_id("email", message_id)), event
 
 
+async def ticket_events(bootstrap: str, type_: str, key: str) -> list[dict[str, Any]]:
+    """Return the envelopes of one type and key on the tickets events topic (expecting one)."""
+    return await read_envelopes(
+        bootstrap, topics.TICKET_EVENTS, lambda e: e["type"] == type_ and e["key"] == key, expect=1
+    )
+
+
 async def handlers_on(mongo: Any, publisher: Any) -> tuple[Handlers, Store]:
     store = Store(mongo)
     await store.ensure_indexes()
@@ -57,12 +64,7 @@ async def test_the_same_email_handled_twice_makes_one_ticket_and_one_created_eve
         await handlers.email_received(envelope, event)
         assert await store.tickets.count_documents({}) == 1
         ticket = await store.tickets.find_one({})
-    created = await read_envelopes(
-        infra.bootstrap,
-        topics.TICKET_EVENTS,
-        lambda e: e["type"] == "TicketCreated" and e["key"] == ticket["_id"],
-        expect=1,
-    )
+    created = await ticket_events(infra.bootstrap, "TicketCreated", ticket["_id"])
     assert len({e["event_id"] for e in created}) == 1
     assert created[0]["causation_id"] == envelope.event_id
 
@@ -192,12 +194,7 @@ async def test_a_bounce_of_our_mail_is_shown_on_its_ticket_and_marks_the_address
     assert "user unknown" in bounced[0]["detail"]
     assert contact is not None and contact["undeliverable"]["status"] == "5.1.1"
     assert contact["undeliverable"]["diagnostic"] == "550 5.1.1 user unknown"
-    marked = await read_envelopes(
-        infra.bootstrap,
-        topics.TICKET_EVENTS,
-        lambda e: e["type"] == "AddressUndeliverable" and e["key"] == "kund@example.se",
-        expect=1,
-    )
+    marked = await ticket_events(infra.bootstrap, "AddressUndeliverable", "kund@example.se")
     assert len(marked) == 1  # the same report twice: one event
     (event,) = marked
     assert event["causation_id"] == report[0].event_id
@@ -226,20 +223,10 @@ async def test_an_agent_lifts_the_mark_once_and_the_old_report_again_does_not_ma
         after = await store.contact("gone@example.se")
     assert "undeliverable" not in contact and contact["lifted"]["by"]["id"] == "bo"
     assert after is not None and "undeliverable" not in after
-    lifted = await read_envelopes(
-        infra.bootstrap,
-        topics.TICKET_EVENTS,
-        lambda e: e["type"] == "AddressDeliverable" and e["key"] == "gone@example.se",
-        expect=1,
-    )
+    lifted = await ticket_events(infra.bootstrap, "AddressDeliverable", "gone@example.se")
     assert len(lifted) == 1
     assert lifted[0]["payload"]["address"] == "gone@example.se" and lifted[0]["payload"]["actor"]["id"] == "bo"
-    marked = await read_envelopes(
-        infra.bootstrap,
-        topics.TICKET_EVENTS,
-        lambda e: e["type"] == "AddressUndeliverable" and e["key"] == "gone@example.se",
-        expect=1,
-    )
+    marked = await ticket_events(infra.bootstrap, "AddressUndeliverable", "gone@example.se")
     assert len(marked) == 1
 
 
@@ -256,12 +243,7 @@ async def test_an_undeliverable_event_left_in_the_outbox_by_a_crash_goes_out_whe
         assert (await store.contacts.find_one({"_id": "crash@example.se"}))["outbox"]
         handlers._contacts_relay = OutboxRelay(store.contacts, publisher)
         await handlers.email_received(*report)
-    marked = await read_envelopes(
-        infra.bootstrap,
-        topics.TICKET_EVENTS,
-        lambda e: e["type"] == "AddressUndeliverable" and e["key"] == "crash@example.se",
-        expect=1,
-    )
+    marked = await ticket_events(infra.bootstrap, "AddressUndeliverable", "crash@example.se")
     assert len(marked) == 1
 
 
