@@ -28,10 +28,12 @@ from contracts.events import (
     AddressDeliverable,
     AddressUndeliverable,
     CommentAdded,
+    CustomEventPublished,
     DeadLettered,
     EmailReceived,
     NotificationFailed,
     NotificationSent,
+    SlaWarned,
     TicketAssigned,
     TicketClosed,
     TicketCreated,
@@ -69,6 +71,8 @@ for _model in (
     SplitTicket,
     AddressUndeliverable,
     AddressDeliverable,
+    CustomEventPublished,
+    SlaWarned,
 ):
     REGISTRY.register(_model)
 
@@ -92,6 +96,8 @@ __all__ = [
     "TicketClosed",
     "UpdateTicket",
     "CommentAdded",
+    "CustomEventPublished",
+    "SlaWarned",
     "DeadLettered",
     "EmailReceived",
     "Envelope",

@@ -6,7 +6,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from contracts.envelope import Message
-from contracts.models import MAX_TEXT, Actor, Address, Channel
+from contracts.models import MAX_TEXT, Actor, Address, Automation, Channel
 
 
 class SendNotification(Message):
@@ -29,6 +29,15 @@ class SendNotification(Message):
     )
     context: dict[str, Any] = Field(default_factory=dict, description="Values for the template's tags.")
     rule: str | None = Field(default=None, description="Name of the rule that asked for it, for the log.")
+    cc: tuple[Address, ...] = Field(default=(), description="Copies (the ticket's CC list on a reply), in Cc.")
+    audience: Literal["customer", "staff", "other"] = Field(
+        default="customer",
+        description="Who reads it: `customer` mail follows the notify mode (never / link / email); `staff` mail "
+        "(handler, group) and `other` (a fixed address) always goes out.",
+    )
+    on_behalf_of: Actor | None = Field(
+        default=None, description="The agent the mail speaks for (an agent's reply): their name and personal signature."
+    )
 
 
 class TicketCommand(Message):
@@ -40,6 +49,9 @@ class TicketCommand(Message):
         max_length=100,
     )
     actor: Actor = Field(description="Who asks; the tickets service checks what this person may do.")
+    automation: Automation | None = Field(
+        default=None, description="The rule firing that sent the command, if a rule did (copied onto its events)."
+    )
 
 
 class TargetedCommand(TicketCommand):

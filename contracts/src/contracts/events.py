@@ -11,6 +11,7 @@ from contracts.models import (
     Actor,
     Address,
     Attachment,
+    Automation,
     Bounce,
     Channel,
     Frozen,
@@ -110,6 +111,12 @@ class CommentAdded(Message):
         default=None, description="What sort of entry it is (None in messages from before the field existed)."
     )
     threading: str | None = Field(default=None, description="How an email was paired with the ticket, and why.")
+    mentions: tuple[str, ...] = Field(
+        default=(), description="User ids of the staff @mentioned in the comment (in-app notifications)."
+    )
+    automation: Automation | None = Field(
+        default=None, description="The rule firing behind it, when a rule's command caused it (loop protection)."
+    )
 
 
 class FieldChange(Frozen):
@@ -130,6 +137,9 @@ class TicketUpdated(Message):
     changes: tuple[FieldChange, ...] = Field(description="Every field that changed.", min_length=1)
     actor: Actor = Field(description="Who changed it.")
     reason: str | None = Field(default=None, description="Why, when a rule changed it.")
+    automation: Automation | None = Field(
+        default=None, description="The rule firing behind it, when a rule's command caused it (loop protection)."
+    )
 
 
 class TicketAssigned(Message):
@@ -142,6 +152,9 @@ class TicketAssigned(Message):
     group: FieldChange | None = Field(default=None, description="The group's old and new value, if it changed.")
     handler: FieldChange | None = Field(default=None, description="The handler's old and new value, if it changed.")
     actor: Actor = Field(description="Who assigned it.")
+    automation: Automation | None = Field(
+        default=None, description="The rule firing behind it, when a rule's command caused it (loop protection)."
+    )
 
 
 class TicketClosed(Message):
@@ -153,6 +166,9 @@ class TicketClosed(Message):
     ticket: TicketSnapshot = Field(description="The ticket as closed.")
     actor: Actor = Field(description="Who closed it (the system when a parent's closing closed it).")
     parent: int | None = Field(default=None, description="Number of the parent whose closing closed this one.")
+    automation: Automation | None = Field(
+        default=None, description="The rule firing behind it, when a rule's command caused it (loop protection)."
+    )
 
 
 class TicketLinked(Message):
@@ -258,3 +274,33 @@ class AddressDeliverable(Message):
     address: str = Field(description="The address, lower-cased.", min_length=3, max_length=320)
     actor: Actor = Field(description="Who lifted the mark.")
     at: datetime = Field(description="When it was lifted (UTC).")
+
+
+class CustomEventPublished(Message):
+    """A rule's `publish_event` action fired. Sent by triggers; consumed by integrations (and rules)."""
+
+    TYPE = "CustomEventPublished"
+    VERSION = 1
+
+    name: str = Field(description="The event name the admin chose, e.g. `vip.ticket_opened`.", max_length=100)
+    payload: dict[str, Any] = Field(default_factory=dict, description="The values the rule added.")
+    ticket: TicketSnapshot = Field(description="The ticket the rule fired on, as it was then.")
+    automation: Automation = Field(description="The rule firing that published it.")
+
+
+class SlaWarned(Message):
+    """An SLA target of a ticket is near or past. Sent by triggers; consumed by triggers' rules, portal, statistics.
+
+    Rules act on it through the events `sla.near_breach` and `sla.breached`.
+    """
+
+    TYPE = "SlaWarned"
+    VERSION = 1
+
+    ticket: TicketSnapshot = Field(description="The ticket as triggers last saw it.")
+    metric: Literal["first_response", "resolution"] = Field(description="Which target.")
+    stage: Literal["near_breach", "breached"] = Field(
+        description="`near_breach` before the due time, `breached` at it."
+    )
+    policy: str = Field(description="Id of the SLA policy.", max_length=100)
+    due_at: datetime = Field(description="When the target falls due (UTC).")

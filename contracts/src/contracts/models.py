@@ -1,7 +1,7 @@
 """Value objects shared by several events and commands."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -87,6 +87,28 @@ class TicketSnapshot(Frozen):
     source_auto_submitted: bool = Field(
         default=False, description="True when the creating message was automatic (no auto-reply to it)."
     )
+    status_category: str | None = Field(
+        default=None,
+        description="Category of the status: new, open, waiting_for_customer, waiting_for_agent, dormant, "
+        "resolved or closed (None in messages from before the field existed).",
+    )
+    category: str | None = Field(default=None, description="Category key, if any.")
+    organisation: str | None = Field(default=None, description="Organisation key of the requester, if any.")
+    tags: tuple[str, ...] = Field(default=(), description="Tags.")
+    custom: dict[str, Any] = Field(default_factory=dict, description="Custom fields by key.")
+    first_response_at: datetime | None = Field(default=None, description="When an agent first replied publicly.")
+    resolved_at: datetime | None = Field(default=None, description="When it was last resolved, if it is.")
+    last_customer_comment_at: datetime | None = Field(default=None, description="The customer's latest comment.")
+    wake_at: datetime | None = Field(default=None, description="When a dormant ticket wakes up (dormant until).")
+    recurrence: dict[str, Any] | None = Field(
+        default=None, description="`{every: '1w', status: 'new'|'open'}` of a recurring ticket, if it recurs."
+    )
+    notify_mode: Literal["never", "link", "email"] | None = Field(
+        default=None, description="The ticket's own notify mode (None: the global setting)."
+    )
+    sla: dict[str, Any] = Field(
+        default_factory=dict, description="SLA due times written by triggers: first_response_due, resolution_due."
+    )
 
 
 class Actor(Frozen):
@@ -96,3 +118,12 @@ class Actor(Frozen):
     id: str | None = Field(default=None, description="User or contact id, if known.")
     email: str | None = Field(default=None, description="Email address, if known.")
     name: str = Field(default="", description="Display name.")
+
+
+class Automation(Frozen):
+    """The rule firing that asked for a command, carried on to the events the command causes (loop protection)."""
+
+    rule_id: str = Field(description="Id of the rule that fired.", max_length=100)
+    rule_name: str = Field(default="", description="Its name, for the activity log.", max_length=200)
+    depth: int = Field(description="Links in the chain of rules firing rules: 1 for a rule fired by a person.", ge=1)
+    cause: str = Field(description="event_id of the event the rule fired on.", max_length=200)

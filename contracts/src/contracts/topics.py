@@ -19,7 +19,18 @@ NOTIFY_COMMANDS: Final = "helpdesk.notify.commands.v1"
 NOTIFY_EVENTS: Final = "helpdesk.notify.events.v1"
 """`NotificationSent` / `NotificationFailed` from notify; key: the ticket id."""
 
+AUTOMATION_EVENTS: Final = "helpdesk.triggers.events.v1"
+"""Events of triggers: `CustomEventPublished` (a rule's own event), `SlaWarned`; key: the ticket id."""
+
 DEAD_LETTER: Final = "helpdesk.dead-letter.v1"
 """Messages a consumer could not accept, with the reason (`DeadLettered`); key: the original key."""
 
-ALL: Final = (INBOUND_EMAIL, TICKET_COMMANDS, TICKET_EVENTS, NOTIFY_COMMANDS, NOTIFY_EVENTS, DEAD_LETTER)
+ALL: Final = (
+    INBOUND_EMAIL,
+    TICKET_COMMANDS,
+    TICKET_EVENTS,
+    NOTIFY_COMMANDS,
+    NOTIFY_EVENTS,
+    AUTOMATION_EVENTS,
+    DEAD_LETTER,
+)
