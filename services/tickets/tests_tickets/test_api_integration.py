@@ -117,7 +117,7 @@ async def test_workflow_rules_answer_with_a_clear_error(api: Api) -> None:
     ok = await api.call("PATCH", f"/tickets/{n}", ADMIN, json={"fields": {"status": "open", "handler": "bo"}})
     assert ok.status_code == 200 and ok.json()["status"] == "open"
     reply = await api.call("POST", f"/tickets/{n}/comments", KUND, json={"kind": "customer_comment", "text": "Hej"})
-    assert reply.status_code == 200 and reply.json()["status"] == "waiting_for_agent"
+    assert reply.status_code == 200 and reply.json()["status"] == "open"  # triggers' default rule moves it
     assert [c["kind"] for c in reply.json()["comments"]] == ["customer_comment"]
 
 
@@ -247,8 +247,8 @@ async def test_each_default_view_holds_the_tickets_it_names(api: Api) -> None:
 
     assert await view("unassigned") == {unassigned["number"]}
     assert await view("mine") == {mine["number"]}
-    assert await view("waiting_for_agent") == {waiting_agent["number"], waiting_customer["number"]}
-    assert await view("waiting_for_customer") == set()
+    assert await view("waiting_for_agent") == {waiting_agent["number"]}
+    assert await view("waiting_for_customer") == {waiting_customer["number"]}  # the customer's reply moves no status
     assert await view("dormant") == {dormant["number"]}
     assert closed["number"] not in await view("all_open")
     assert await view("recently_updated_by_customers") == {waiting_customer["number"]}
@@ -618,7 +618,7 @@ def emailed(message_id: str, sender: str, files: list[str], **fields: Any) -> tu
 @pytest.mark.asyncio
 async def test_a_customer_sees_only_the_files_of_public_messages_agents_see_all(api: Api) -> None:
     from contracts.message_ids import make_message_id
-    from tickets.staff import StaffDirectory
+    from hdkit.staff import StaffDirectory
 
     staff = StaffDirectory("http://127.0.0.1:1", "token", refresh_seconds=3600)
     staff.set([{"id": "li", "email": "li@helpdesk.example", "name": "Li", "role": "light_agent"}])
@@ -637,3 +637,78 @@ async def test_a_customer_sees_only_the_files_of_public_messages_agents_see_all(
     assert sorted(a["filename"] for a in agent_view["attachments"]) == ["faktura.pdf", "intern.pdf"]
     assert [a["filename"] for a in customer_view["attachments"]] == ["faktura.pdf"]
     assert [a["filename"] for a in link_view["attachments"]] == ["faktura.pdf"]
+
+
+@pytest.mark.asyncio
+async def test_a_rules_command_from_kafka_reopens_a_closed_ticket_and_its_events_name_the_rule(
+    infra: Any, api: Api
+) -> None:
+    from contracts.models import Automation
+
+    ticket = await api.create(handler="bo", status="closed")
+    rule = Automation(rule_id="r-reopen", rule_name="Customer wrote again → reopen", depth=1, cause="event-x")
+    reopen = UpdateTicket(
+        command_id="kafka-rule-0001",
+        actor=Actor(role="system", name="triggers"),
+        number=ticket["number"],
+        fields={"status_category": "open"},
+        automation=rule,
+    )
+    await api.handlers.command_received(Envelope.wrap(reopen, event_id=reopen.command_id), reopen)
+    after = (await api.call("GET", f"/tickets/{ticket['number']}", ADMIN)).json()
+    assert after["status"] == "open" and after["closed_at"] is None
+    logged = [a["detail"] for a in after["activity"] if a["action"] == "field"]
+    assert "status: closed → open by rule 'Customer wrote again → reopen'" in logged
+    (updated,) = await read_envelopes(
+        infra.bootstrap,
+        topics.TICKET_EVENTS,
+        lambda e: e["type"] == "TicketUpdated" and e["key"] == ticket["ticket_id"],
+        expect=1,
+    )
+    assert updated["payload"]["automation"] == rule.model_dump(mode="json")
+    assert updated["payload"]["ticket"]["status_category"] == "open"
+
+
+@pytest.mark.asyncio
+async def test_the_notify_mode_is_set_through_the_api_and_shown_but_sla_is_the_systems(api: Api) -> None:
+    ticket = await api.create(notify_mode="link")
+    assert ticket["notify_mode"] == "link"
+    n = ticket["number"]
+    changed = await api.call("PATCH", f"/tickets/{n}", AGENT, json={"fields": {"notify_mode": "never"}})
+    assert changed.status_code == 200 and changed.json()["notify_mode"] == "never"
+    bad = await api.call("PATCH", f"/tickets/{n}", AGENT, json={"fields": {"notify_mode": "fax"}})
+    assert bad.status_code == 422 and bad.json()["fields"] == ["notify_mode"]
+    sla = {"first_response_due": "2026-11-24T09:00:00+00:00", "resolution_due": None}
+    refused = await api.call("PATCH", f"/tickets/{n}", ADMIN, json={"fields": {"sla": sla}})
+    assert refused.status_code == 403 and refused.json()["fields"] == ["sla"]
+    system = {"X-Actor-Id": "triggers", "X-Actor-Role": "system"}
+    written = await api.call("PATCH", f"/tickets/{n}", system, json={"fields": {"sla": sla}})
+    assert written.status_code == 200, written.text
+    assert datetime.fromisoformat(written.json()["sla"]["first_response_due"]) == datetime(2026, 11, 24, 9, tzinfo=UTC)
+
+
+@pytest.mark.asyncio
+async def test_an_agents_comment_names_the_staff_it_mentions_on_its_event(infra: Any, api: Api) -> None:
+    from hdkit.staff import StaffDirectory
+
+    staff = StaffDirectory("http://127.0.0.1:1", "token", refresh_seconds=3600)
+    staff.set(
+        [
+            {"id": "bo", "email": "bo@helpdesk.example", "name": "Bo", "role": "agent", "groups": ["support"]},
+            {"id": "u-li", "email": "li.lind@helpdesk.example", "name": "Li", "role": "light_agent"},
+            {"id": "u-ada", "email": "ada@helpdesk.example", "name": "Ada", "role": "admin"},
+        ]
+    )
+    api.handlers._staff = staff
+    ticket = await api.create()
+    text = "@Li.Lind kan du kolla? Och @u-ada, @bo (jag själv) och @okänd. Skriv till kund@example.se"
+    body = {"kind": "internal_comment", "text": text}
+    response = await api.call("POST", f"/tickets/{ticket['number']}/comments", AGENT, json=body)
+    assert response.status_code == 200, response.text
+    (added,) = await read_envelopes(
+        infra.bootstrap,
+        topics.TICKET_EVENTS,
+        lambda e: e["type"] == "CommentAdded" and e["key"] == ticket["ticket_id"],
+        expect=1,
+    )
+    assert added["payload"]["mentions"] == ["u-li", "u-ada"]

@@ -10,10 +10,11 @@ from tickets.domain import (
     customer_reply,
     decide_thread,
     new_ticket_from_email,
+    snapshot,
     subject_number,
 )
 
-from contracts import CommentAdded, EmailReceived, TicketCreated, TicketUpdated
+from contracts import CommentAdded, EmailReceived, TicketCreated
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 CONFIG = default_config()
@@ -102,22 +103,16 @@ def test_subject_numbers_are_read_from_the_token_only() -> None:
     assert subject_number("Order #1234") is None
 
 
-def test_a_customer_reply_adds_a_public_comment_and_moves_the_ticket_to_waiting_for_agent() -> None:
+def test_a_customer_reply_adds_a_public_comment_and_leaves_the_status_to_the_rules() -> None:
     reply = email(message_id="m2@example.se", text="Fortfarande trasig")
-    change = customer_reply(
-        ticket(),
-        reply,
-        now=NOW,
-        threading=decide_thread(reply, Candidates()),
-        config=CONFIG,
-    )
-    assert change.set_fields["status"] == "waiting_for_agent"
+    change = customer_reply(ticket(), reply, now=NOW, threading=decide_thread(reply, Candidates()))
+    assert "status" not in change.set_fields and change.set_fields["last_customer_comment_at"] == NOW
     assert change.add_to_set["message_ids"] == ["m2@example.se"]
-    comment_added, updated = change.events
+    (comment_added,) = change.events
     assert isinstance(comment_added, CommentAdded) and comment_added.author_role == "customer"
-    assert comment_added.comment.text == "Fortfarande trasig"
-    assert isinstance(updated, TicketUpdated)
-    assert updated.changes[0].old == "new" and updated.changes[0].new == "waiting_for_agent"
+    assert comment_added.kind == "customer_comment" and comment_added.comment.text == "Fortfarande trasig"
+    assert comment_added.ticket.status == "new" and comment_added.ticket.last_customer_comment_at == NOW
+    assert [a["action"] for a in change.push["activity"]] == ["comment"]
 
 
 def test_a_customer_reply_leaves_a_dormant_ticket_dormant() -> None:
@@ -127,10 +122,49 @@ def test_a_customer_reply_leaves_a_dormant_ticket_dormant() -> None:
         reply,
         now=NOW,
         threading=decide_thread(reply, Candidates()),
-        config=CONFIG,
     )
     assert "status" not in change.set_fields
     assert [type(e) for e in change.events] == [CommentAdded]
+
+
+def test_a_snapshot_carries_every_field_rules_decide_with() -> None:
+    due = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+    doc = ticket(
+        status="resolved",
+        status_category="resolved",
+        category="hardware",
+        organisation="Acme",
+        tags=["printer", "vip"],
+        custom={"serial": "SN-1"},
+        first_response_at=NOW,
+        resolved_at=NOW,
+        wake_at=due,
+        recurrence={"every": "1w", "status": "new"},
+        notify_mode="link",
+        sla={"first_response_due": due, "resolution_due": None, "policy": "gold"},
+    )
+    snap = snapshot(doc)
+    assert (snap.status, snap.status_category, snap.category, snap.organisation) == (
+        "resolved",
+        "resolved",
+        "hardware",
+        "Acme",
+    )
+    assert snap.tags == ("printer", "vip") and snap.custom == {"serial": "SN-1"}
+    assert snap.first_response_at == snap.resolved_at == NOW and snap.last_customer_comment_at == NOW
+    assert snap.wake_at == due and snap.recurrence == {"every": "1w", "status": "new"}
+    assert snap.notify_mode == "link"
+    assert snap.sla == {"first_response_due": due, "resolution_due": None, "policy": "gold"}
+
+
+def test_a_ticket_from_email_has_no_notify_mode_of_its_own_and_its_snapshot_says_so() -> None:
+    doc, (created,) = new_ticket_from_email(
+        email(), ticket_id="t-1", number=7, mailbox=MAILBOX, config=CONFIG, now=NOW, threading=Threading(None, "new")
+    )
+    assert doc["notify_mode"] is None
+    assert isinstance(created, TicketCreated)
+    assert created.ticket.notify_mode is None and created.ticket.status_category == "new"
+    assert created.ticket.last_customer_comment_at == NOW
 
 
 LEFT_OUT = (
@@ -152,7 +186,7 @@ def test_attachments_left_out_of_a_new_email_are_named_on_its_comment_and_the_cr
 
 def test_attachments_left_out_of_a_customer_reply_are_named_on_its_comment() -> None:
     reply = email(message_id="m4@example.se", left_out=LEFT_OUT[:1])
-    change = customer_reply(ticket(), reply, now=NOW, threading=Threading(None, "reply"), config=CONFIG)
+    change = customer_reply(ticket(), reply, now=NOW, threading=Threading(None, "reply"))
     comment_added = change.events[0]
     assert isinstance(comment_added, CommentAdded)
     assert comment_added.comment.left_out == LEFT_OUT[:1]

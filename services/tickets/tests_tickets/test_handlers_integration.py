@@ -8,10 +8,10 @@ import pytest
 from contracts.message_ids import make_message_id
 from contracts.models import Address, Bounce
 from hdkit.mongo import OutboxRelay
+from hdkit.staff import StaffDirectory
 from hdkit.testing import read_envelopes, started_publisher
 from tickets.domain import Mailbox
 from tickets.handlers import Handlers
-from tickets.staff import StaffDirectory
 from tickets.store import Store
 
 from contracts import EmailReceived, Envelope, NotificationSent, derived_id, topics
@@ -81,9 +81,16 @@ async def test_a_reply_to_our_message_handled_ten_times_at_once_adds_one_comment
         after = await store.get(ticket["_id"])
     assert after is not None
     assert len(after["comments"]) == 2
-    assert after["status"] == "waiting_for_agent"
+    assert after["status"] == ticket["status"]  # triggers' default rule moves it, not tickets
     assert after["version"] == 2
     assert await store.tickets.count_documents({}) == 1
+    added = await ticket_events(infra.bootstrap, "CommentAdded", ticket["_id"])
+    assert len({e["event_id"] for e in added}) == 1  # published at least once, one event
+    assert added[0]["payload"]["author_role"] == "customer" and added[0]["payload"]["kind"] == "customer_comment"
+    assert await read_envelopes(
+        infra.bootstrap, topics.TICKET_EVENTS, lambda e: e["type"] == "TicketUpdated" and e["key"] == ticket["_id"],
+        expect=1, wait=2,
+    ) == []  # fmt: skip
 
 
 @pytest.mark.asyncio
@@ -311,3 +318,31 @@ async def test_when_the_portal_never_answered_mail_counts_as_the_customers(infra
         await handlers.email_received(*email("r2@example.se", sender="bo@helpdesk.se", in_reply_to=(ours,)))
         after = await store.get(ticket["_id"])
     assert after["comments"][1]["kind"] == "customer_comment"
+
+
+@pytest.mark.asyncio
+async def test_an_agents_mail_names_the_staff_its_new_text_mentions(infra: Any, mongo: Any) -> None:
+    async with started_publisher(infra.bootstrap) as publisher:
+        handlers, store = await handlers_on(mongo, publisher)
+        handlers._staff = staff_of(
+            {"id": "u-bo", "email": "bo@helpdesk.se", "name": "Bo Agent", "role": "agent"},
+            {"id": "u-li", "email": "li@helpdesk.se", "name": "Li", "role": "light_agent"},
+            {"id": "u-cy", "email": "cy@helpdesk.se", "name": "Cy", "role": "agent"},
+        )
+        await handlers.email_received(*email("m0@example.se"))
+        ticket = await store.tickets.find_one({})
+        ours = make_message_id(ticket_id=ticket["_id"], token="n5", secret=SECRET, domain="helpdesk.localhost")
+        mail = email(
+            "m1@helpdesk.se",
+            sender="bo@helpdesk.se",
+            in_reply_to=(ours,),
+            text="@li tar du den här?\n\n> @cy skrev tidigare",
+            text_new="@li tar du den här?",
+        )
+        await handlers.email_received(*mail)
+    events = await read_envelopes(
+        infra.bootstrap, topics.TICKET_EVENTS, lambda e: e["type"] == "CommentAdded" and e["key"] == ticket["_id"],
+        expect=1,
+    )  # fmt: skip
+    (added,) = [e for e in events if e["payload"]["author_role"] == "agent"]
+    assert added["payload"]["mentions"] == ["u-li"]  # not Cy, named only in the quoted history

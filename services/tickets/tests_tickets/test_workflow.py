@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 from contracts.commands import AddComment, CloseTicket, CreateTicket, FollowTicket, UpdateTicket
-from contracts.models import Actor, Address
+from contracts.models import Actor, Address, Automation
 from tickets.config import Config, CustomField, Settings, Status, TicketType, default_config
 from tickets.workflow import (
     Forbidden,
@@ -18,6 +18,7 @@ from tickets.workflow import (
     close,
     create,
     follow,
+    mention_handles,
     update,
 )
 
@@ -28,6 +29,8 @@ ADMIN = Viewer(id="ada", role="admin", email="ada@helpdesk.example")
 AGENT = Viewer(id="bo", role="agent", email="bo@helpdesk.example", groups=("support",))
 LIGHT = Viewer(id="li", role="light_agent", email="li@helpdesk.example", groups=("support",))
 CUSTOMER = Viewer(id="kund@example.se", role="customer", email="kund@example.se")
+SYSTEM = Viewer(id="triggers", role="system", name="triggers")
+RULE = Automation(rule_id="r-7", rule_name="Agent reply → Waiting for customer", depth=1, cause="event-1")
 
 
 def config(**settings: Any) -> Config:
@@ -128,6 +131,7 @@ def test_the_title_is_always_required_and_required_fields_are_named() -> None:
         ({"dormant_until": "tomorrow"}, "dormant_until"),
         ({"recurrence": {"every": "sometimes"}}, "recurrence.every"),
         ({"parent": 3}, "parent"),
+        ({"notify_mode": "sms"}, "notify_mode"),
     ],
 )
 def test_bad_values_are_refused_naming_the_field(fields: dict[str, Any], named: str) -> None:
@@ -256,18 +260,16 @@ def test_a_move_to_another_type_keeps_a_matching_status_or_maps_it_by_category()
     assert any(isinstance(e, TicketAssigned) for e in ch.events)
 
 
-def test_a_customer_reply_follows_the_global_setting_and_never_reopens_a_dormant_ticket() -> None:
+def test_a_customers_comment_moves_no_status_and_says_the_customer_wrote_it() -> None:
     ticket = applied(new(), change(new(), {"handler": "bo", "status": "waiting_for_customer"}))
     reply = AddComment(
         command_id="comment-0001", actor=CUSTOMER.actor(), number=1, kind="customer_comment", text="Svar"
     )
     ch = add_comment(ticket, reply, config(), CUSTOMER, now=NOW, html=None)
-    assert ch.set_fields["status"] == "waiting_for_agent" and ch.set_fields["last_customer_comment_at"] == NOW
-    assert [type(e) for e in ch.events] == [CommentAdded, TicketUpdated]
-    ch = add_comment(ticket, reply, config(status_after_customer_reply="open"), CUSTOMER, now=NOW, html=None)
-    assert ch.set_fields["status"] == "open"
-    dormant = {**ticket, "status": "dormant", "status_category": "dormant", "phase": "dormant"}
-    assert "status" not in add_comment(dormant, reply, config(), CUSTOMER, now=NOW, html=None).set_fields
+    assert "status" not in ch.set_fields and ch.set_fields["last_customer_comment_at"] == NOW
+    (added,) = ch.events
+    assert isinstance(added, CommentAdded) and added.author_role == "customer" and added.kind == "customer_comment"
+    assert added.ticket.status == "waiting_for_customer" and added.ticket.last_customer_comment_at == NOW
 
 
 def test_who_may_write_which_kind_of_comment() -> None:
@@ -387,3 +389,309 @@ def test_closing_a_parent_sends_a_close_for_each_child_unless_told_not_to() -> N
     )
     assert closed.set_fields["status"] == "closed"  # a child in New needs no handler to be closed with its parent
     assert next(e for e in closed.events if isinstance(e, TicketClosed)).parent == 1
+
+
+def strict_fault(cfg: Config, transitions: dict[str, list[str]]) -> Config:
+    """The configuration with the Fault type's transitions limited."""
+    fault = cfg.type("fault")
+    assert fault is not None
+    return cfg.model_copy(update={"types": [fault.model_copy(update={"transitions": transitions}), *cfg.types[1:]]})
+
+
+def in_status(status: str, cfg: Config | None = None, **fields: Any) -> dict[str, Any]:
+    """A Fault ticket with handler bo, moved by an admin to `status` (with any other fields)."""
+    ticket = new({"type": "fault", **fields}, cfg=cfg)
+    return applied(ticket, change(ticket, {"handler": "bo", "status": status}, cfg=cfg))
+
+
+def comment(ticket: dict[str, Any], kind: str, v: Viewer, *, mentions: tuple[str, ...] = (), **kw: Any) -> Any:
+    cmd = AddComment(command_id="comment-0009", actor=v.actor(), number=1, kind=kind, text="x", **kw)  # type: ignore[arg-type]
+    return add_comment(ticket, cmd, config(), v, now=NOW, html=None, mentions=mentions)
+
+
+# --------------------------------------------------------------------------- the snapshot and notify mode
+
+
+def test_a_new_ticket_has_no_notify_mode_of_its_own() -> None:
+    assert "notify_mode" in new() and new()["notify_mode"] is None
+
+
+def test_an_agent_sets_the_notify_mode_when_creating_and_changing_a_ticket() -> None:
+    ticket = new({"notify_mode": "link"})
+    assert ticket["notify_mode"] == "link"
+    ch = change(ticket, {"notify_mode": "never"})
+    assert ch.set_fields["notify_mode"] == "never"
+    (updated,) = ch.events
+    assert isinstance(updated, TicketUpdated) and updated.ticket.notify_mode == "never"
+    assert change(applied(ticket, ch), {"notify_mode": None}, v=SYSTEM).set_fields["notify_mode"] is None
+
+
+def test_a_customer_cannot_choose_the_notify_mode() -> None:
+    cmd = CreateTicket(
+        command_id="create-0005", actor=CUSTOMER.actor(), fields={"title": "Hjälp", "notify_mode": "email"}
+    )
+    with pytest.raises(Forbidden) as refused:
+        create(cmd, config(), CUSTOMER, ticket_id="t-5", number=5, now=NOW, templates={})
+    assert refused.value.fields == ("notify_mode",)
+
+
+def test_the_snapshot_on_events_carries_the_fields_rules_look_at() -> None:
+    ticket = new({"tags": ["vip"], "custom.serial": "SN-9", "organisation": "Acme", "notify_mode": "email"})
+    ch = change(ticket, {"recurrence": {"every": "1w", "status": "open"}})
+    (updated,) = ch.events
+    snap = updated.ticket
+    assert snap.status_category == "new" and snap.tags == ("vip",) and snap.custom == {"serial": "SN-9"}
+    assert snap.organisation == "Acme" and snap.notify_mode == "email"
+    assert snap.recurrence is not None and snap.recurrence["every"] == "1w"
+    assert snap.sla == {"first_response_due": None, "resolution_due": None}
+
+
+# --------------------------------------------------------------------------- rules: automation and the system
+
+
+def test_a_rules_update_carries_its_firing_onto_every_event_and_names_the_rule_in_the_log() -> None:
+    cmd = UpdateTicket(
+        command_id="update-0009",
+        actor=SYSTEM.actor(),
+        number=1,
+        fields={"handler": "bo", "status": "closed"},
+        automation=RULE,
+    )
+    ch = update(new(), cmd, config(), SYSTEM, now=NOW)
+    assert [type(e) for e in ch.events] == [TicketUpdated, TicketAssigned, TicketClosed]
+    assert all(e.automation == RULE for e in ch.events)
+    assert ch.events[0].reason == "rule 'Agent reply → Waiting for customer'"
+    details = [a["detail"] for a in ch.push["activity"]]
+    assert details and all(d.endswith("by rule 'Agent reply → Waiting for customer'") for d in details)
+
+
+def test_a_persons_change_carries_no_automation_and_no_rule_in_the_log() -> None:
+    ch = change(new(), {"priority": "high", "handler": "bo"})
+    assert all(e.automation is None for e in ch.events)
+    assert not any("rule" in a["detail"] for a in ch.push["activity"])
+
+
+def test_a_rules_comment_carries_its_firing_and_names_the_rule_in_the_log() -> None:
+    ch = comment(new(), "internal_comment", SYSTEM, automation=RULE)
+    (added,) = ch.events
+    assert isinstance(added, CommentAdded) and added.automation == RULE
+    assert ch.push["activity"][0]["detail"] == "internal comment via agent by rule 'Agent reply → Waiting for customer'"
+
+
+def test_a_rules_close_carries_its_firing_onto_the_closed_event_and_the_childrens_closing() -> None:
+    ticket = {**in_status("open"), "children": [4]}
+    cmd = CloseTicket(command_id="close-0009", actor=SYSTEM.actor(), number=1, automation=RULE)
+    ch = close(ticket, cmd, config(), SYSTEM, now=NOW)
+    closed = next(e for e in ch.events if isinstance(e, TicketClosed))
+    assert closed.automation == RULE
+    assert [c.automation for c in ch.commands] == [RULE]
+
+
+def test_the_system_takes_a_ticket_out_of_new_without_a_handler_but_people_cannot() -> None:
+    with pytest.raises(WorkflowRefused, match="needs a handler"):
+        change(new(), {"status": "waiting_for_agent"}, v=ADMIN)
+    ch = change(new(), {"status": "waiting_for_agent"}, v=SYSTEM)
+    assert ch.set_fields["status"] == "waiting_for_agent" and ch.set_fields["phase"] == "active"
+
+
+def test_the_system_reopens_a_closed_ticket_the_workflow_keeps_people_from_reopening() -> None:
+    cfg = strict_fault(config(), {"closed": [], "resolved": ["closed"]})
+    ticket = in_status("closed", cfg=cfg)
+    with pytest.raises(WorkflowRefused, match="closed → open"):
+        change(ticket, {"status": "open"}, cfg=cfg)
+    ch = change(ticket, {"status": "open"}, v=SYSTEM, cfg=cfg)
+    assert ch.set_fields["status"] == "open" and ch.set_fields["closed_at"] is None
+
+
+def with_install(*statuses: tuple[str, str]) -> Config:
+    """The configuration with an extra type, Install, of these (key, category) statuses."""
+    cfg = config()
+    found = [Status(key=key, name=key.capitalize(), category=category) for key, category in statuses]  # type: ignore[arg-type]
+    return cfg.model_copy(update={"types": [*cfg.types, TicketType(key="install", name="Install", statuses=found)]})
+
+
+def test_status_category_moves_the_ticket_to_its_types_first_status_of_that_category() -> None:
+    cfg = with_install(
+        ("received", "new"), ("with_us", "waiting_for_agent"), ("escalated", "waiting_for_agent"), ("done", "closed")
+    )
+    ticket = new({"type": "install"}, cfg=cfg)
+    ch = change(ticket, {"status_category": "waiting_for_agent"}, v=SYSTEM, cfg=cfg)
+    assert ch.set_fields["status"] == "with_us" and ch.set_fields["status_category"] == "waiting_for_agent"
+    (updated,) = ch.events
+    assert [(c.field, c.old, c.new) for c in updated.changes] == [("status", "received", "with_us")]
+    escalated = applied(ticket, change(ticket, {"status": "escalated"}, v=SYSTEM, cfg=cfg))
+    assert change(escalated, {"status_category": "waiting_for_agent"}, v=SYSTEM, cfg=cfg).events == []
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("dormant", "has no status of category `dormant`"),
+        ("waiting", "`status_category` must be one of: new, open"),
+        (None, "`status_category` must be one of"),
+    ],
+)
+def test_a_status_category_the_type_lacks_or_that_does_not_exist_is_refused_naming_it(value: Any, said: str) -> None:
+    cfg = with_install(("received", "new"), ("done", "closed"))
+    with pytest.raises(Invalid) as refused:
+        change(new({"type": "install"}, cfg=cfg), {"status_category": value}, v=SYSTEM, cfg=cfg)
+    assert refused.value.fields == ("status_category",) and said in refused.value.message
+
+
+def test_a_status_and_a_status_category_together_are_refused() -> None:
+    with pytest.raises(Invalid) as refused:
+        change(new(), {"status": "open", "status_category": "open"}, v=SYSTEM)
+    assert refused.value.fields == ("status", "status_category")
+
+
+def test_the_retired_reply_setting_in_a_saved_configuration_is_read_and_dropped() -> None:
+    saved = default_config().model_dump(mode="json")
+    saved["settings"]["status_after_customer_reply"] = "waiting_for_agent"
+    read = Config.model_validate(saved)
+    assert "status_after_customer_reply" not in read.settings.model_dump()
+    assert read.settings.concurrent_edits == "merge"
+    with pytest.raises(ValueError, match="extra"):
+        Config.model_validate({**saved, "settings": {"no_such_setting": True}})
+
+
+# --------------------------------------------------------------------------- SLA
+
+
+def test_the_system_sets_sla_due_times_and_events_show_them() -> None:
+    due = {
+        "first_response_due": "2026-11-23T13:00:00+00:00",
+        "resolution_due": None,
+        "policy": "gold",
+        "breached": ["first_response"],
+    }
+    ch = change(new(), {"sla": due}, v=SYSTEM)
+    stored = ch.set_fields["sla"]
+    assert stored == {
+        "first_response_due": datetime(2026, 11, 23, 13, 0, tzinfo=UTC),
+        "resolution_due": None,
+        "policy": "gold",
+        "breached": ["first_response"],
+    }
+    (updated,) = ch.events
+    assert updated.ticket.sla == stored
+
+
+@pytest.mark.parametrize("who", [ADMIN, AGENT])
+def test_people_may_not_set_sla_due_times(who: Viewer) -> None:
+    with pytest.raises(Forbidden) as refused:
+        change(new(), {"sla": {"first_response_due": None, "resolution_due": None}}, v=who)
+    assert refused.value.fields == ("sla",)
+
+
+@pytest.mark.parametrize(
+    "sla",
+    [
+        "soon",
+        {"first_response_due": "tomorrow"},
+        {"resolution_due": None, "paused": True},
+        {"policy": 7},
+        {"breached": "first_response"},
+    ],
+)
+def test_a_malformed_sla_is_refused_naming_sla(sla: Any) -> None:
+    with pytest.raises(Invalid) as refused:
+        change(new(), {"sla": sla}, v=SYSTEM)
+    assert refused.value.fields == ("sla",)
+
+
+# --------------------------------------------------------------------------- recurrence and wake-up
+
+
+def test_a_recurring_ticket_that_is_resolved_wakes_after_its_period() -> None:
+    ticket = in_status("open", recurrence={"every": "2w", "status": "new"})
+    ch = change(ticket, {"status": "resolved"})
+    assert ch.set_fields["wake_at"] == NOW + timedelta(weeks=2)
+    (updated,) = ch.events
+    assert updated.ticket.wake_at == NOW + timedelta(weeks=2) and updated.ticket.recurrence is not None
+
+
+def test_a_recurring_ticket_that_is_closed_wakes_after_its_period() -> None:
+    ticket = in_status("open", recurrence={"every": "3d", "status": "open"})
+    ch = close(ticket, CloseTicket(command_id="close-0010", actor=AGENT.actor(), number=1), config(), AGENT, now=NOW)
+    assert ch.set_fields["wake_at"] == NOW + timedelta(days=3)
+
+
+def test_a_resolved_recurring_ticket_keeps_its_wake_up_time_when_edited_or_closed() -> None:
+    resolved = in_status("resolved", recurrence={"every": "1w", "status": "new"})
+    assert resolved["wake_at"] == NOW + timedelta(weeks=1)
+    later = NOW + timedelta(days=2)
+    edited = update(
+        resolved,
+        UpdateTicket(command_id="update-0010", actor=AGENT.actor(), number=1, fields={"priority": "high"}),
+        config(),
+        AGENT,
+        now=later,
+    )
+    assert "wake_at" not in edited.set_fields
+    closed = update(
+        resolved,
+        UpdateTicket(command_id="update-0011", actor=AGENT.actor(), number=1, fields={"status": "closed"}),
+        config(),
+        AGENT,
+        now=later,
+    )
+    assert "wake_at" not in closed.set_fields
+
+
+def test_reopening_a_recurring_ticket_forgets_its_wake_up_time() -> None:
+    resolved = in_status("resolved", recurrence={"every": "1w", "status": "new"})
+    ch = change(resolved, {"status_category": "new"}, v=SYSTEM)
+    assert ch.set_fields["status"] == "new" and ch.set_fields["wake_at"] is None
+    assert ch.set_fields["resolved_at"] is None
+
+
+def test_giving_a_resolved_ticket_a_recurrence_sets_its_wake_up_time_and_removing_it_clears_it() -> None:
+    resolved = in_status("resolved")
+    assert resolved["wake_at"] is None
+    ch = change(resolved, {"recurrence": {"every": "12h", "status": "open"}})
+    assert ch.set_fields["wake_at"] == NOW + timedelta(hours=12)
+    recurring = applied(resolved, ch)
+    assert change(recurring, {"recurrence": None}).set_fields["wake_at"] is None
+
+
+def test_a_ticket_without_recurrence_gets_no_wake_up_time_when_resolved() -> None:
+    ch = change(in_status("open"), {"status": "resolved"})
+    assert ch.set_fields.get("wake_at") is None
+
+
+def test_a_dormant_ticket_resolved_forgets_its_dormant_until() -> None:
+    until = datetime(2027, 1, 7, 8, 0, tzinfo=UTC)
+    dormant = in_status("open")
+    dormant = applied(dormant, change(dormant, {"status": "dormant", "dormant_until": until.isoformat()}))
+    ch = change(dormant, {"status": "resolved"})
+    assert ch.set_fields["wake_at"] is None and ch.set_fields["dormant_until"] is None
+
+
+# --------------------------------------------------------------------------- mentions
+
+
+@pytest.mark.parametrize(
+    ("text", "handles"),
+    [
+        ("@bo kan du titta?", ["bo"]),
+        ("Fråga @bo.berg.", ["bo.berg"]),
+        ("(@li) och @u-42, @li igen", ["li", "u-42"]),
+        ("skriv till kund@example.se", []),
+        ("@ ensam, @. och mail@x", []),
+        ("rad ett\n@ada_admin: klart", ["ada_admin"]),
+    ],
+)
+def test_mention_handles_start_with_an_at_after_a_space_or_punctuation(text: str, handles: list[str]) -> None:
+    assert mention_handles(text) == handles
+
+
+def test_a_staff_comment_carries_the_mentioned_ids_once_in_order_without_its_author() -> None:
+    for kind, who in (("internal_comment", AGENT), ("public_reply", ADMIN), ("internal_comment", LIGHT)):
+        ch = comment(new(), kind, who, mentions=("u-li", "bo", "u-li", "ada", "li", "u-ada"))
+        (added,) = ch.events
+        assert added.mentions == tuple(m for m in ("u-li", "bo", "ada", "li", "u-ada") if m != who.id), kind
+
+
+def test_a_customers_comment_mentions_nobody() -> None:
+    ch = comment(new(), "customer_comment", CUSTOMER, mentions=("bo",))
+    assert ch.events[0].mentions == ()

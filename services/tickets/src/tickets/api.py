@@ -95,6 +95,9 @@ class Detail(Summary):
     resolved_at: datetime | None = None
     closed_at: datetime | None = None
     sla: dict[str, Any] = {}
+    notify_mode: Literal["never", "link", "email"] | None = Field(
+        default=None, description="The ticket's own notify mode for customer mail; null: the global setting."
+    )
     attachments: list[dict[str, Any]] = []
     delivery_problems: list[dict[str, Any]] = []
     comments: list[dict[str, Any]]

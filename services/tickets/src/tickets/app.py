@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 from hdkit.mongo import OutboxRelay
 from hdkit.service import build_runtime, http_app
+from hdkit.staff import StaffDirectory
 from pymongo import AsyncMongoClient
 
 from contracts import (
@@ -36,7 +37,6 @@ from tickets.api import install_error_handlers, router
 from tickets.handlers import Handlers, Indexer
 from tickets.search import SearchIndex
 from tickets.settings import Settings
-from tickets.staff import StaffDirectory
 from tickets.store import Store
 
 

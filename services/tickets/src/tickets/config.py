@@ -131,12 +131,17 @@ class Choice(Strict):
     name: str = Field(min_length=1, max_length=60)
 
 
-class Settings(Strict):
-    """Global ticket settings an admin can change."""
+RETIRED_SETTINGS = ("status_after_customer_reply",)
+"""Settings that no longer exist; configurations saved before still hold them, so reading them drops them."""
 
-    status_after_customer_reply: str = Field(
-        default="waiting_for_agent", pattern=KEY, description="Status category a customer's reply moves a ticket to."
-    )
+
+class Settings(Strict):
+    """Global ticket settings an admin can change.
+
+    What a customer's reply does to the status is not one of them: that is triggers' default rule
+    ("customer's reply → Waiting for agent"), which an admin edits there.
+    """
+
     concurrent_edits: Literal["refuse", "merge"] = Field(
         default="merge",
         description="A change based on an old version: `refuse` it, or `merge` it when no field overlaps.",
@@ -145,6 +150,13 @@ class Settings(Strict):
         default=False, description="Customers see their organisation's tickets, not only their own."
     )
     close_children_with_parent: bool = Field(default=True, description="Closing a parent closes its children.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_retired(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(key in data for key in RETIRED_SETTINGS):
+            return {k: v for k, v in data.items() if k not in RETIRED_SETTINGS}
+        return data
 
 
 class Config(Strict):

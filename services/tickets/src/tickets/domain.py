@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from contracts.events import Comment, FieldChange
+from contracts.events import Comment
 from contracts.models import Actor, Address, TicketSnapshot
 
-from contracts import CommentAdded, EmailReceived, TicketCreated, TicketUpdated, derived_id
+from contracts import CommentAdded, EmailReceived, TicketCreated, derived_id
 from tickets.config import PHASE_OF, Config, TicketType
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -98,6 +98,7 @@ def new_document(
         "resolved_at": None,
         "closed_at": None,
         "sla": {"first_response_due": None, "resolution_due": None},
+        "notify_mode": None,
         "link_token": secrets.token_urlsafe(24),
         "version": 1,
         "fv": {},
@@ -209,6 +210,18 @@ def snapshot(doc: dict[str, Any]) -> TicketSnapshot:
         link_token=doc["link_token"],
         source_message_id=doc.get("source_message_id"),
         source_auto_submitted=doc.get("source_auto_submitted", False),
+        status_category=doc.get("status_category"),
+        category=doc.get("category"),
+        organisation=doc.get("organisation"),
+        tags=tuple(doc.get("tags") or ()),
+        custom=dict(doc.get("custom") or {}),
+        first_response_at=doc.get("first_response_at"),
+        resolved_at=doc.get("resolved_at"),
+        last_customer_comment_at=doc.get("last_customer_comment_at"),
+        wake_at=doc.get("wake_at"),
+        recurrence=doc.get("recurrence"),
+        notify_mode=doc.get("notify_mode"),
+        sla=dict(doc.get("sla") or {}),
     )
 
 
@@ -310,31 +323,20 @@ class Change:
     commands: list[Any] = field(default_factory=list)  # follow-up commands for other tickets, sent via the outbox
 
 
-def customer_reply(
-    ticket: dict[str, Any],
-    email: EmailReceived,
-    *,
-    now: datetime,
-    threading: Threading,
-    config: Config,
-) -> Change:
-    """Return what a customer's email reply does to a ticket: a public comment and the status rule."""
+def customer_reply(ticket: dict[str, Any], email: EmailReceived, *, now: datetime, threading: Threading) -> Change:
+    """Return what a customer's email reply does to a ticket: a public comment, nothing else.
+
+    The status is not the tickets service's to move here: triggers' default rule ("customer's reply →
+    Waiting for agent") does it on the `CommentAdded`, where an admin can change or switch it off.
+    """
     actor = customer_actor(email)
     comment = _comment_from_email(email, derived_id("comment", ticket["_id"], email.message_id or email.raw_id), now)
-    ticket_type = config.type(ticket["type"])
-    target = ticket_type.first(config.settings.status_after_customer_reply) if ticket_type else None  # type: ignore[arg-type]
-    new_status = ticket["status"]
-    if target is not None and ticket.get("status_category") != "dormant":
-        new_status = target.key
     set_fields: dict[str, Any] = {
         "updated_at": now,
         "last_updated_by": actor.model_dump(),
         "last_comment_at": now,
         "last_customer_comment_at": now,
     }
-    if new_status != ticket["status"] and ticket_type is not None:
-        set_fields.update(status_fields(ticket_type, new_status))
-        set_fields["fv.status"] = ticket["version"] + 1
     after = {**ticket, **{k: v for k, v in set_fields.items() if "." not in k}, "version": ticket["version"] + 1}
     change = Change(
         set_fields=set_fields,
@@ -345,24 +347,15 @@ def customer_reply(
         },
         add_to_set={"message_ids": [i for i in (email.message_id,) if i]},
     )
-    snap = snapshot(after)
     change.events.append(
         CommentAdded(
-            ticket=snap, comment=comment, author_role="customer", kind="customer_comment", threading=threading.reason
+            ticket=snapshot(after),
+            comment=comment,
+            author_role="customer",
+            kind="customer_comment",
+            threading=threading.reason,
         )
     )
-    if new_status != ticket["status"]:
-        change.push["activity"].append(
-            activity(now, Actor(role="system"), "status", f"{ticket['status']} → {new_status} (customer reply)")
-        )
-        change.events.append(
-            TicketUpdated(
-                ticket=snap,
-                changes=(FieldChange(field="status", old=ticket["status"], new=new_status),),
-                actor=actor,
-                reason="status after a customer's reply (global setting)",
-            )
-        )
     return change
 
 

@@ -25,6 +25,7 @@ from contracts.models import Bounce
 from hdkit.kafka import Rejected, RetryLater
 from hdkit.mongo import OutboxRelay, is_duplicate
 from hdkit.sanitise import sanitise_html
+from hdkit.staff import StaffDirectory
 from hdkit.telemetry import current_traceparent
 
 from contracts import (
@@ -56,7 +57,6 @@ from tickets.domain import (
     subject_number,
 )
 from tickets.search import RecordConflict, SearchIndex, ticket_texts
-from tickets.staff import StaffDirectory
 from tickets.store import Store
 from tickets.workflow import NotFound, Refused, Viewer, WorkflowRefused
 
@@ -191,9 +191,12 @@ class Handlers:
             if email.bounce is not None:
                 change = bounce_recorded(email, now=now, threading=threading)
             elif member is not None:
-                change = workflow.staff_reply(ticket, email, member, config, now=now, threading=threading)
+                mentions = await self._mentions(email.text_new or email.text)
+                change = workflow.staff_reply(
+                    ticket, email, member, config, now=now, threading=threading, mentions=mentions
+                )
             else:
-                change = customer_reply(ticket, email, now=now, threading=threading, config=config)
+                change = customer_reply(ticket, email, now=now, threading=threading)
             outbox = self._outbox(envelope, ticket["_id"], change.events)
             await self._store.remember_message_ids(ticket["_id"], [i for i in (email.message_id,) if i])
             applied = await self._store.apply(
@@ -393,12 +396,20 @@ class Handlers:
             return workflow.update(ticket, command, config, v, now=now)
         if isinstance(command, AddComment):
             html = sanitise_html(command.html) if command.html else None
-            return workflow.add_comment(ticket, command, config, v, now=now, html=html)
+            mentions = await self._mentions(command.text) if command.kind in workflow.MENTIONING_KINDS else ()
+            return workflow.add_comment(ticket, command, config, v, now=now, html=html, mentions=mentions)
         if isinstance(command, FollowTicket):
             return workflow.follow(ticket, command, v, now=now)
         if isinstance(command, CloseTicket):
             return workflow.close(ticket, command, config, v, now=now)
         raise workflow.Invalid(f"{type(command).__name__} is not a ticket command")
+
+    async def _mentions(self, text: str) -> tuple[str, ...]:
+        """Return the user ids of the staff a comment's `@handles` name, in order (unknown handles name nobody)."""
+        if self._staff is None:
+            return ()
+        found = [await self._staff.by_handle(handle) for handle in workflow.mention_handles(text)]
+        return tuple(dict.fromkeys(member.id for member in found if member is not None))
 
     async def _create(self, envelope: Envelope, command: CreateTicket, v: Viewer) -> dict[str, Any]:
         ticket_id = derived_id("ticket-command", command.command_id)

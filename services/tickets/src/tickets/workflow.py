@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -30,7 +31,8 @@ from contracts.commands import (
     UpdateTicket,
 )
 from contracts.events import Comment, FieldChange
-from contracts.models import Actor, Address
+from contracts.models import Actor, Address, Automation
+from hdkit.staff import StaffMember
 
 from contracts import (
     CommentAdded,
@@ -56,7 +58,6 @@ from tickets.domain import (
     snapshot,
     status_fields,
 )
-from tickets.staff import StaffMember
 
 MAX_TITLE = 1000
 MAX_TEXT_FIELD = 100_000
@@ -67,6 +68,16 @@ DURATION_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelt
 AGENT_ROLES = ("admin", "agent")
 # Fields a customer may give when creating a ticket; everything else is for agents.
 CUSTOMER_FIELDS = {"title", "description", "type", "category", "cc", "organisation"}
+NOTIFY_MODES = ("never", "link", "email")
+SLA_DUE = ("first_response_due", "resolution_due")
+MAX_SLA_BREACHED = 10
+DONE = ("resolved", "closed")
+"""The categories of a finished ticket: a recurring ticket's next round is counted from entering them."""
+# Comments in which `@handle` names a member of staff (customers' words mention nobody).
+MENTIONING_KINDS = ("public_reply", "internal_comment")
+MENTION = re.compile(r"(?<!\w)@([A-Za-z0-9._-]*[A-Za-z0-9_-])")
+"""`@` at the start or after a space or punctuation (not inside `kund@example.se`); no trailing dot."""
+MAX_MENTIONS = 50
 
 
 class Forbidden(Refused):
@@ -192,6 +203,73 @@ def _user(value: Any, name: str) -> str | None:
     return value
 
 
+def _sla(value: Any) -> dict[str, Any]:
+    """Return SLA due times in stored form: both due keys (null when not given), policy and breached if given."""
+    if value is None:
+        return dict.fromkeys(SLA_DUE)
+    if not isinstance(value, dict) or set(value) - {*SLA_DUE, "policy", "breached"}:
+        raise Invalid(
+            "`sla` is {first_response_due, resolution_due: a date and time or null, policy: text, breached: [text]}",
+            fields=("sla",),
+        )
+    out: dict[str, Any] = {}
+    for key in SLA_DUE:
+        try:
+            out[key] = None if value.get(key) is None else _datetime(value[key], f"sla.{key}")
+        except Invalid as exc:
+            raise Invalid(exc.message, fields=("sla",)) from None
+    if "policy" in value:
+        policy = value["policy"]
+        if policy is not None and (not isinstance(policy, str) or not 0 < len(policy) <= 100):
+            raise Invalid("`sla.policy` must be the id of an SLA policy (1–100 characters)", fields=("sla",))
+        out["policy"] = policy
+    if "breached" in value:
+        breached = value["breached"]
+        if (
+            not isinstance(breached, list)
+            or len(breached) > MAX_SLA_BREACHED
+            or not all(isinstance(b, str) and 0 < len(b) <= 100 for b in breached)
+        ):
+            raise Invalid(f"`sla.breached` must be a list of at most {MAX_SLA_BREACHED} names", fields=("sla",))
+        out["breached"] = list(dict.fromkeys(breached))
+    return out
+
+
+def _status_of_category(value: Any, ticket_type: TicketType, ticket: dict[str, Any]) -> str:
+    """Return the status a `status_category` asks for: the type's first of that category.
+
+    Rules name categories because each type names its statuses its own way. A ticket already in a status
+    of that category keeps it, so a rule does not undo a person's finer choice.
+    """
+    if not isinstance(value, str) or value not in PHASE_OF:
+        raise Invalid(f"`status_category` must be one of: {', '.join(PHASE_OF)}", fields=("status_category",))
+    current = ticket_type.status(ticket["status"]) if ticket_type.key == ticket["type"] else None
+    if current is not None and current.category == value:
+        return current.key
+    found = ticket_type.first(value)  # type: ignore[arg-type]
+    if found is None:
+        raise Invalid(
+            f"the {ticket_type.name} workflow has no status of category `{value}`", fields=("status_category",)
+        )
+    return found.key
+
+
+def mention_handles(text: str) -> list[str]:
+    """Return the `@handle` tokens of a text in order, each once (at most MAX_MENTIONS)."""
+    return list(dict.fromkeys(m.group(1) for m in MENTION.finditer(text)))[:MAX_MENTIONS]
+
+
+def _rule(automation: Automation | None) -> str | None:
+    """Return "rule 'name'" for a change a rule made (the reason on its events), None for a person's change."""
+    return f"rule '{automation.rule_name or automation.rule_id}'" if automation else None
+
+
+def _by_rule(automation: Automation | None) -> str:
+    """Return the activity log's words for a change a rule made, e.g. " by rule 'Agent reply → Waiting'"."""
+    rule = _rule(automation)
+    return f" by {rule}" if rule else ""
+
+
 def _custom_value(config: Config, key: str, value: Any) -> Any:
     definition = config.custom(key)
     name = f"custom.{key}"
@@ -268,8 +346,9 @@ def normalise(values: dict[str, Any], config: Config, ticket_type: TicketType, *
     return out
 
 
-# parent and children change only through LinkTicket, so that both sides stay in step
-_KNOWN = set(STANDARD_FIELDS) - {"parent"}
+# parent and children change only through LinkTicket, so that both sides stay in step; notify mode and the
+# SLA due times are not configurable fields (always used, never required)
+_KNOWN = (set(STANDARD_FIELDS) - {"parent"}) | {"notify_mode", "sla"}
 
 
 def _convert(name: str, value: Any, config: Config, ticket_type: TicketType, now: datetime) -> Any:
@@ -312,6 +391,10 @@ def _convert(name: str, value: Any, config: Config, ticket_type: TicketType, now
         if status not in ("new", "open"):
             raise Invalid("`recurrence.status` must be `new` or `open`", fields=("recurrence",))
         return {"every": value["every"], "status": status, "next_at": now + every}
+    if name == "notify_mode":
+        return _key(value, name, list(NOTIFY_MODES))
+    if name == "sla":
+        return _sla(value)
     raise Invalid(f"unknown field `{name}`", fields=(name,))  # pragma: no cover - _KNOWN guards this
 
 
@@ -342,6 +425,7 @@ def create(
         extra = sorted(set(cmd.fields) - CUSTOMER_FIELDS)
         if extra:
             raise Forbidden(f"customers cannot set {', '.join(extra)}", fields=tuple(extra))
+    _require_system_for_sla(fields, v)
     type_key = fields.get("type") or config.types[0].key
     ticket_type = config.type(type_key) if isinstance(type_key, str) else None
     if ticket_type is None:
@@ -368,7 +452,7 @@ def create(
     status = values.get("status")
     if status is not None:
         target = ticket_type.status(status)
-        if target is not None and target.category != "new" and not values.get("handler"):
+        if target is not None and target.category != "new" and not values.get("handler") and v.role != "system":
             raise WorkflowRefused("a ticket needs a handler before it can leave New", fields=("status", "handler"))
     actor = v.actor()
     doc = new_document(
@@ -382,6 +466,8 @@ def create(
         now=now,
         values={k: val for k, val in values.items() if k != "type"},
     )
+    if doc["status_category"] in DONE and doc["recurrence"]:
+        doc["wake_at"] = now + _duration(doc["recurrence"]["every"], "recurrence.every")
     if cmd.template:
         doc["activity"].append(activity(now, actor, "template", f"from template {cmd.template}"))
     doc["applied"] = [cmd.command_id]
@@ -412,6 +498,34 @@ def _require_agent(v: Viewer, what: str) -> None:
         raise Forbidden(f"only agents can {what}")
 
 
+def _require_system_for_sla(fields: dict[str, Any], v: Viewer) -> None:
+    # the SLA clock is triggers': due times written by a person would be overwritten, or worse, believed
+    if "sla" in fields and v.role != "system":
+        raise Forbidden("only the system (triggers' SLA clock) sets `sla`", fields=("sla",))
+
+
+def _wake_up(ticket: dict[str, Any], new: dict[str, Any], *, now: datetime) -> dict[str, Any]:
+    """Return the wake-up fields a change sets, given the fields it changes (`new`, status fields included).
+
+    A dormant ticket wakes at `dormant_until` (or after `dormant_for`); woken early it forgets that time.
+    A recurring ticket that enters resolved or closed wakes `every` later, when triggers' time rules
+    reopen it; moving between resolved and closed keeps that time, reopening it first forgets it.
+    """
+    before = ticket.get("status_category")
+    after = new.get("status_category", before)
+    recurrence = new["recurrence"] if "recurrence" in new else ticket.get("recurrence")
+    if after in DONE:
+        if before in DONE and "recurrence" not in new:
+            return {}
+        every = _duration(recurrence["every"], "recurrence.every") if recurrence else None
+        return {"wake_at": now + every if every else None, "dormant_until": None}
+    if after == "dormant":
+        return {"wake_at": None} if before in DONE and "wake_at" not in new else {}
+    if ticket.get("wake_at") or ticket.get("dormant_until"):
+        return {"wake_at": None, "dormant_until": None}
+    return {}
+
+
 def update(
     ticket: dict[str, Any],
     cmd: UpdateTicket,
@@ -421,18 +535,29 @@ def update(
     now: datetime,
     cascade_from: int | None = None,
 ) -> Change:
-    """Return the change an update command makes (fields, workflow, assignment, move), or raise Refused."""
+    """Return the change an update command makes (fields, workflow, assignment, move), or raise Refused.
+
+    The system (what triggers' rules act as) may take a ticket out of New without a handler and is not
+    bound by the type's transitions: rules reopen resolved and closed tickets. People are bound by both.
+    `status_category` picks the type's first status of that category, for rules that cannot know how a
+    type names its statuses.
+    """
     _require_agent(v, "change ticket fields")
-    if "status" in cmd.fields and v.role == "customer":
-        raise Forbidden("customers cannot change the status")
-    type_key = cmd.fields.get("type", ticket["type"])
+    _require_system_for_sla(cmd.fields, v)
+    fields = dict(cmd.fields)
+    type_key = fields.get("type", ticket["type"])
     ticket_type = config.type(type_key) if isinstance(type_key, str) else None
     if ticket_type is None:
         raise Invalid(f"`type` must be one of: {', '.join(t.key for t in config.types)}", fields=("type",))
-    values = normalise(dict(cmd.fields), config, ticket_type, now=now)
+    if "status_category" in fields:
+        if "status" in fields:
+            raise Invalid("give `status` or `status_category`, not both", fields=("status", "status_category"))
+        fields["status"] = _status_of_category(fields.pop("status_category"), ticket_type, ticket)
+    values = normalise(fields, config, ticket_type, now=now)
     if "title" in values and not values["title"]:
         raise Invalid("`title` must not be empty", fields=("title",))
     actor = v.actor()
+    by_rule = _by_rule(cmd.automation)
     log: list[dict[str, Any]] = []
     new: dict[str, Any] = {}
     # a move to another type keeps the status when the type has it, else the first of the same category
@@ -441,11 +566,13 @@ def update(
         if ticket_type.status(current) is None:
             same = ticket_type.first(ticket["status_category"]) or ticket_type.statuses[0]
             values["status"] = same.key
-            log.append(activity(now, actor, "move", f"status {current} has no match in {ticket_type.name}: {same.key}"))
+            detail = f"status {current} has no match in {ticket_type.name}: {same.key}{by_rule}"
+            log.append(activity(now, actor, "move", detail))
     if "status" in values:
         old_type = config.type(ticket["type"])
         if (
-            values.get("type", ticket["type"]) == ticket["type"]
+            v.role != "system"
+            and values.get("type", ticket["type"]) == ticket["type"]
             and old_type
             and not old_type.allows(ticket["status"], values["status"])
         ):
@@ -462,20 +589,19 @@ def update(
         new[f"custom.{key}"] = value
     if "dormant_until" in new and new["dormant_until"] is not None:
         new["wake_at"] = new["dormant_until"]
-    if new.get("phase", ticket.get("phase")) != "dormant" and (ticket.get("wake_at") or ticket.get("dormant_until")):
-        new.update(wake_at=None, dormant_until=None)  # a ticket that wakes early forgets its wake-up time
+    new.update(_wake_up(ticket, new, now=now))
     changes = [
         FieldChange(field=name, old=_get(ticket, name), new=value)
         for name, value in new.items()
         if _get(ticket, name) != value and name not in ("status_category", "phase")
     ]
     touched = {c.field for c in changes}
-    _check_version(ticket, cmd.expected_version, touched | set(cmd.fields), config)
+    _check_version(ticket, cmd.expected_version, touched | set(fields), config)
     if not changes:
         return Change()
     after = {**ticket, **{k: v_ for k, v_ in new.items() if not k.startswith("custom.")}}
     leaving_new = ticket["status_category"] == "new" and after.get("status_category", "new") != "new"
-    if leaving_new and not after.get("handler") and cascade_from is None:
+    if leaving_new and not after.get("handler") and v.role != "system":
         raise WorkflowRefused("a ticket needs a handler before it can leave New", fields=("status", "handler"))
     version = ticket["version"] + 1
     set_fields: dict[str, Any] = {
@@ -493,19 +619,28 @@ def update(
         if PHASE_OF[str(category)] == "active" and ticket["status_category"] in ("resolved", "closed"):
             set_fields["resolved_at"] = set_fields["closed_at"] = None
     for c in changes:
-        log.append(activity(now, actor, "field", f"{c.field}: {_show(c.old)} → {_show(c.new)}"))
+        log.append(activity(now, actor, "field", f"{c.field}: {_show(c.old)} → {_show(c.new)}{by_rule}"))
     after.update({k: val for k, val in set_fields.items() if "." not in k})
     after["version"] = version
     snap = snapshot(after)
+    automation = cmd.automation
     change = Change(set_fields=set_fields, push={"activity": log})
-    change.events.append(TicketUpdated(ticket=snap, changes=tuple(changes), actor=actor, reason=None))
+    change.events.append(
+        TicketUpdated(ticket=snap, changes=tuple(changes), actor=actor, reason=_rule(automation), automation=automation)
+    )
     by_field = {c.field: c for c in changes}
     if "group" in by_field or "handler" in by_field:
         change.events.append(
-            TicketAssigned(ticket=snap, group=by_field.get("group"), handler=by_field.get("handler"), actor=actor)
+            TicketAssigned(
+                ticket=snap,
+                group=by_field.get("group"),
+                handler=by_field.get("handler"),
+                actor=actor,
+                automation=automation,
+            )
         )
     if category == "closed" and ticket["status_category"] != "closed":
-        change.events.append(TicketClosed(ticket=snap, actor=actor, parent=cascade_from))
+        change.events.append(TicketClosed(ticket=snap, actor=actor, parent=cascade_from, automation=automation))
     return change
 
 
@@ -520,15 +655,30 @@ def _show(value: Any) -> str:
         return "—"
     if isinstance(value, datetime):
         return value.isoformat(timespec="minutes")
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_show(x)}" for k, x in value.items() if x not in (None, [])) or "—"
     if isinstance(value, list):
         return ", ".join(str(x.get("email", x)) if isinstance(x, dict) else str(x) for x in value)
     return str(value)
 
 
 def add_comment(
-    ticket: dict[str, Any], cmd: AddComment, config: Config, v: Viewer, *, now: datetime, html: str | None
+    ticket: dict[str, Any],
+    cmd: AddComment,
+    config: Config,
+    v: Viewer,
+    *,
+    now: datetime,
+    html: str | None,
+    mentions: Sequence[str] = (),
 ) -> Change:
-    """Return the change a comment makes (conversation, timestamps, the status rule), or raise Refused."""
+    """Return the change a comment makes (conversation, timestamps), or raise Refused.
+
+    A comment moves no status: triggers' default rules do that on the `CommentAdded` (a customer's reply
+    → Waiting for agent), where an admin can change them. `mentions` are the user ids the comment's
+    `@handles` name, resolved by the caller (the staff directory is I/O); a public reply or internal
+    comment keeps them, without its author.
+    """
     allowed = {
         "admin": {"public_reply", "internal_comment", "solution_note"},
         "agent": {"public_reply", "internal_comment", "solution_note"},
@@ -551,35 +701,30 @@ def add_comment(
         html=html,
         created_at=now,
     )
+    authors = {v.id, actor.id}
+    named = tuple(dict.fromkeys(m for m in mentions if m and m not in authors))
+    named = named if cmd.kind in MENTIONING_KINDS else ()
     stored = {**comment.model_dump(), "kind": cmd.kind}
     set_fields: dict[str, Any] = {"updated_at": now, "last_updated_by": actor.model_dump(), "last_comment_at": now}
-    changes: list[FieldChange] = []
-    ticket_type = config.type(ticket["type"])
-    new_status: str | None = None
     if cmd.kind == "customer_comment":
         set_fields["last_customer_comment_at"] = now
-        target = ticket_type.first(config.settings.status_after_customer_reply) if ticket_type else None  # type: ignore[arg-type]
-        # the system's rule, not a person's change: it may take an unassigned ticket out of New
-        if target and ticket["status_category"] != "dormant" and target.key != ticket["status"]:
-            new_status = target.key
-    elif cmd.kind == "public_reply":
-        if ticket.get("first_response_at") is None:
-            set_fields["first_response_at"] = now
-    if new_status and ticket_type:
-        set_fields.update(status_fields(ticket_type, new_status))
-        set_fields["fv.status"] = ticket["version"] + 1
-        changes.append(FieldChange(field="status", old=ticket["status"], new=new_status))
-    after = {**ticket, **{k: v_ for k, v_ in set_fields.items() if "." not in k}, "version": ticket["version"] + 1}
-    snap = snapshot(after)
-    log = [activity(now, actor, "comment", f"{cmd.kind.replace('_', ' ')} via {cmd.channel}")]
-    if changes:
-        log.append(activity(now, Actor(role="system"), "status", f"{ticket['status']} → {new_status} (customer reply)"))
-    change = Change(set_fields=set_fields, push={"comments": [stored], "activity": log})
-    change.events.append(CommentAdded(ticket=snap, comment=comment, author_role=actor.role, kind=cmd.kind))
-    if changes:
-        change.events.append(
-            TicketUpdated(ticket=snap, changes=tuple(changes), actor=actor, reason="status after a customer's reply")
+    elif cmd.kind == "public_reply" and ticket.get("first_response_at") is None:
+        set_fields["first_response_at"] = now
+    after = {**ticket, **set_fields, "version": ticket["version"] + 1}
+    detail = f"{cmd.kind.replace('_', ' ')} via {cmd.channel}{_by_rule(cmd.automation)}"
+    change = Change(
+        set_fields=set_fields, push={"comments": [stored], "activity": [activity(now, actor, "comment", detail)]}
+    )
+    change.events.append(
+        CommentAdded(
+            ticket=snapshot(after),
+            comment=comment,
+            author_role=actor.role,
+            kind=cmd.kind,
+            mentions=named,
+            automation=cmd.automation,
         )
+    )
     return change
 
 
@@ -601,7 +746,8 @@ SYSTEM = Actor(role="system", name="tickets")
 def close(ticket: dict[str, Any], cmd: CloseTicket, config: Config, v: Viewer, *, now: datetime) -> Change:
     """Return the change of closing a ticket (the type's first closed status), and its children's closing.
 
-    A child closed because its parent closed may leave New without a handler: the rule is for people.
+    A child closed because its parent closed may leave New without a handler: the rule is for people (the
+    system closes it). A rule's close carries its firing on to the children's.
     """
     ticket_type = config.type(ticket["type"])
     target = ticket_type.first("closed") if ticket_type else None
@@ -613,6 +759,7 @@ def close(ticket: dict[str, Any], cmd: CloseTicket, config: Config, v: Viewer, *
         number=cmd.number,
         expected_version=cmd.expected_version,
         fields={"status": target.key},
+        automation=cmd.automation,
     )
     cascade = ticket.get("parent") if v.role == "system" else None
     change = update(ticket, update_cmd, config, v, now=now, cascade_from=cascade)
@@ -624,6 +771,7 @@ def close(ticket: dict[str, Any], cmd: CloseTicket, config: Config, v: Viewer, *
                 actor=SYSTEM,
                 number=child,
                 close_children=False,
+                automation=cmd.automation,
             )
             for child in ticket.get("children", [])
         )
@@ -790,7 +938,7 @@ def merge(
     )
     change.events += [
         TicketMerged(ticket=snap, into=target["number"], actor=actor),
-        TicketClosed(ticket=snap, actor=actor),
+        TicketClosed(ticket=snap, actor=actor, automation=cmd.automation),
     ]
     change.commands.append(
         AbsorbTicket(
@@ -881,11 +1029,13 @@ def staff_reply(
     *,
     now: datetime,
     threading: Threading,
+    mentions: Sequence[str] = (),
 ) -> Change:
     """Return what mail from a member of staff does to a ticket: their comment, as if written in the portal.
 
     An agent's mail is a public reply (it reached the customer if they were addressed); a light agent's is
-    an internal comment, the only kind a light agent may add. The usual rules for that kind apply.
+    an internal comment, the only kind a light agent may add. The usual rules for that kind apply, and
+    `mentions` (the staff its new text `@mentions`, resolved by the caller) as for any comment of staff.
     """
     kind = "internal_comment" if member.role == "light_agent" else "public_reply"
     command = AddComment(
@@ -897,7 +1047,7 @@ def staff_reply(
         channel="email",
     )
     viewer = viewer_of(command.actor, groups=member.groups or ("*",))
-    change = add_comment(ticket, command, config, viewer, now=now, html=email.html)
+    change = add_comment(ticket, command, config, viewer, now=now, html=email.html, mentions=mentions)
     change.push["activity"].append(
         activity(now, command.actor, "email from staff", f"{member.email} wrote by email ({threading.reason})")
     )
