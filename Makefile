@@ -32,12 +32,13 @@ test-fast: install
 test-e2e: install
 	$(PY) -m pytest -p no:cacheprovider tests/e2e
 
-## bench: parse-and-publish on one ingest process (BENCH_INGEST_EMAILS=6000), N emails through the whole journey (BENCH_EMAILS=2000), then the tickets service at BENCH_TICKETS=1000000, then BENCH_TIMERS=100000 pending timers
+## bench: parse-and-publish on one ingest process (BENCH_INGEST_EMAILS=6000), N emails through the whole journey (BENCH_EMAILS=2000), then the tickets service at BENCH_TICKETS=1000000, then BENCH_TIMERS=100000 pending timers, then rule evaluation with 500 rules
 bench: install
 	$(PY) tools/bench_ingest.py --emails $${BENCH_INGEST_EMAILS:-6000}
 	$(PY) tools/bench.py --emails $${BENCH_EMAILS:-2000}
 	$(PY) tools/bench_tickets.py --tickets $${BENCH_TICKETS:-1000000}
 	$(PY) tools/bench_timers.py --timers $${BENCH_TIMERS:-100000} --lead 20
+	$(PY) tools/bench_rules.py --rules 500 --events 20000
 
 ## docs: AsyncAPI of every service, OpenAPI of the HTTP APIs, JSON schemas of the contracts
 docs: install

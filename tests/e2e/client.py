@@ -81,6 +81,35 @@ def api(
         return json.loads(response.read())
 
 
+def api_send(
+    hd: LocalHelpdesk,
+    service: str,
+    method: str,
+    path: str,
+    body: dict[str, Any],
+    *,
+    role: str = "admin",
+    actor: str = "admin-1",
+    email_: str = "",
+) -> Any:
+    """Send a JSON body to an API of a service as an actor (POST, PUT, PATCH); return the JSON answer."""
+    request = urllib.request.Request(  # noqa: S310 - loopback
+        f"http://127.0.0.1:{hd.ports.http(service)}{path}",
+        data=json.dumps(body).encode(),
+        method=method,
+        headers={
+            "Authorization": f"Bearer {hd.secrets['HELPDESK_SERVICE_TOKEN']}",
+            "Content-Type": "application/json",
+            "X-Actor-Id": actor,
+            "X-Actor-Role": role,
+            "X-Actor-Email": email_,
+        },
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        raw = response.read()
+        return json.loads(raw) if raw else None
+
+
 def get_text(hd: LocalHelpdesk, service: str, path: str) -> str:
     """GET a text page of a service."""
     with urllib.request.urlopen(f"http://127.0.0.1:{hd.ports.http(service)}{path}", timeout=10) as r:  # noqa: S310

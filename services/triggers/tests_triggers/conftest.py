@@ -8,12 +8,12 @@ from prometheus_client import CollectorRegistry
 from triggers.domain import default_rules
 from triggers.handlers import Handlers, RuleCache
 
-from tests_triggers.fakes import FakePublisher, FakeStore
+from tests_triggers.fakes import FakePublisher, FakeTriggerStore
 
 
 @pytest.fixture
 def store():
-    return FakeStore(default_rules())
+    return FakeTriggerStore(default_rules())
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def publisher():
     return FakePublisher()
 
 
-def make_handlers(store: FakeStore, publisher: FakePublisher, **options: Any) -> Handlers:
+def make_handlers(store: FakeTriggerStore, publisher: FakePublisher, **options: Any) -> Handlers:
     """Return handlers on the fakes, with the default rules cached for 5 s (`clock` from options if given)."""
     clock = options.pop("clock", None)
     return Handlers(

@@ -34,6 +34,19 @@ class Settings(ServiceSettings, ServiceTokenSettings):
         description="Ingest's per-message attachment total, named in the notice of attachments left out "
         "(the same variable as ingest's).",
     )
+    portal_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="The portal, for its staff list (handler and group addresses, round-robin members).",
+    )
+    staff_refresh_seconds: float = Field(default=60.0, gt=0, description="How often the staff list is re-read.")
+    timer_poll_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="How often the scheduler looks for due timers (time rules, webhooks)."
+    )
+    timer_batch: int = Field(default=200, ge=1, le=5000, description="Timers claimed per poll.")
+    firing_retention_days: int = Field(
+        default=30, ge=1, description="Days the firing log (and the events dry runs replay) is kept."
+    )
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120, description="Timeout of one webhook call.")
     rules_cache_seconds: float = Field(
         default=5.0, ge=0, description="How long a process keeps the active rules in memory before reloading."
     )

@@ -1,6 +1,7 @@
 """The only module of triggers that talks to MongoDB: rules, and the log of firings with their outbox."""
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from contracts.envelope import utcnow
@@ -9,7 +10,9 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from triggers.domain import Rule
+from triggers.calendar import BusinessCalendar
+from triggers.domain import CallWebhook, Rule
+from triggers.sla import SlaPolicy
 
 _META = ("_id", "updated_at", "created_at")
 
@@ -20,24 +23,160 @@ def rule_from_doc(doc: dict[str, Any]) -> Rule:
 
 
 def rule_to_doc(rule: Rule) -> dict[str, Any]:
-    """Return the stored fields of a rule (without `_id`)."""
-    body = rule.model_dump(mode="json")
+    """Return the stored fields of a rule (without `_id`), webhook secrets in clear (the API masks them)."""
+    body = rule.model_dump(mode="json", by_alias=True)
     body.pop("id")
+    for index, action in enumerate(rule.actions):
+        if isinstance(action, CallWebhook):
+            body["actions"][index]["secret"] = action.secret.get_secret_value()
     return body
 
 
 class Store:
-    """Rules (`rules`, `_id` = rule id) and one record per handled event (`firings`, `_id` = event id)."""
+    """Rules, one record per handled event (`firings`), the latest snapshot of each ticket, round-robin counters."""
 
     def __init__(self, db: Any) -> None:
         self.rules: AsyncCollection[dict[str, Any]] = db["rules"]
         self.collection: AsyncCollection[dict[str, Any]] = db["firings"]
+        self.tickets: AsyncCollection[dict[str, Any]] = db["tickets"]
+        self.rotations: AsyncCollection[dict[str, Any]] = db["rotations"]
+        self.timers: AsyncCollection[dict[str, Any]] = db["timers"]
+        self.calendars: AsyncCollection[dict[str, Any]] = db["calendars"]
+        self.sla_policies: AsyncCollection[dict[str, Any]] = db["sla_policies"]
+        self.sla: AsyncCollection[dict[str, Any]] = db["sla"]
 
     async def ensure_indexes(self) -> None:
         """Create the indexes the queries need."""
         await self.collection.create_index([("ticket_id", ASCENDING), ("handled_at", DESCENDING)], name="ticket")
+        await self.collection.create_index([("handled_at", ASCENDING)], name="handled_at")  # dry runs, purge
         await self.collection.create_index([(OUTBOX_SINCE, ASCENDING)], name="outbox_since")  # the sweeper's
         await self.rules.create_index([("active", ASCENDING)], name="active")
+        await self.tickets.create_index([("seen_at", ASCENDING)], name="seen_at")  # dry runs of time rules
+
+    # ------------------------------------------------------------------------------- calendars, SLA policies
+
+    async def all_calendars(self) -> list[BusinessCalendar]:
+        """Return every stored business-hours calendar, by id."""
+        return [
+            BusinessCalendar.model_validate({"id": d["_id"], **{k: v for k, v in d.items() if k not in _META}})
+            async for d in self.calendars.find({}).sort([("_id", ASCENDING)])
+        ]
+
+    async def put_calendar(self, calendar: BusinessCalendar) -> None:
+        """Create or replace a calendar."""
+        body = calendar.model_dump(mode="json", exclude={"id"})
+        await self.calendars.replace_one({"_id": calendar.id}, {**body, "updated_at": utcnow()}, upsert=True)
+
+    async def delete_calendar(self, calendar_id: str) -> bool:
+        """Delete a calendar; tell whether it existed."""
+        return (await self.calendars.delete_one({"_id": calendar_id})).deleted_count == 1
+
+    async def all_policies(self) -> list[SlaPolicy]:
+        """Return every SLA policy, by id."""
+        return [
+            SlaPolicy.model_validate({"id": d["_id"], **{k: v for k, v in d.items() if k not in _META}})
+            async for d in self.sla_policies.find({}).sort([("_id", ASCENDING)])
+        ]
+
+    async def put_policy(self, policy: SlaPolicy) -> None:
+        """Create or replace an SLA policy."""
+        body = policy.model_dump(mode="json", exclude={"id"})
+        await self.sla_policies.replace_one({"_id": policy.id}, {**body, "updated_at": utcnow()}, upsert=True)
+
+    async def delete_policy(self, policy_id: str) -> bool:
+        """Delete an SLA policy; tell whether it existed."""
+        return (await self.sla_policies.delete_one({"_id": policy_id})).deleted_count == 1
+
+    # ------------------------------------------------------------------------------- ticket snapshots
+
+    async def save_ticket(self, ticket: dict[str, Any], at: datetime) -> dict[str, Any]:
+        """Keep the latest snapshot of a ticket; return the event's snapshot with `status_since` and its timers.
+
+        `status_since` is when the ticket took its present status (time rules age from it). An older
+        snapshot (a redelivered event) is returned enriched but does not replace a newer one.
+        """
+        ticket_id = ticket["ticket_id"]
+        stored = await self.tickets.find_one({"_id": ticket_id})
+        since: Any = ticket.get("updated_at") or at
+        timers: dict[str, str] = {}
+        if stored is not None:
+            timers = stored.get("rule_timers") or {}
+            if stored["ticket"].get("status") == ticket.get("status"):
+                since = stored.get("status_since") or since
+        extra = _projected(stored) if stored is not None else {}
+        enriched = {
+            **ticket,
+            "status_since": _iso(since),
+            "_rule_timers": timers,
+            **{k: v for k, v in extra.items() if k.startswith("_sla")},
+        }
+        if stored is None or int(stored.get("version", 0)) <= int(ticket.get("version", 0)):
+            await self.tickets.update_one(
+                {"_id": ticket_id},
+                {
+                    "$set": {
+                        "ticket": ticket,
+                        "status_since": _iso(since),
+                        "version": int(ticket.get("version", 0)),
+                        "seen_at": utcnow(),
+                    }
+                },
+                upsert=True,
+            )
+        return enriched
+
+    async def get_ticket(self, ticket_id: str) -> dict[str, Any] | None:
+        """Return the latest snapshot of a ticket with `status_since` and its timers, or None."""
+        stored = await self.tickets.find_one({"_id": ticket_id})
+        if stored is None:
+            return None
+        return _projected(stored)
+
+    async def set_rule_timers(self, ticket_id: str, timers: dict[str, str]) -> None:
+        """Remember which time rules have a timer for a ticket, and when."""
+        await self.tickets.update_one({"_id": ticket_id}, {"$set": {"rule_timers": timers}})
+
+    async def tickets_seen_since(self, since: datetime, limit: int) -> list[dict[str, Any]]:
+        """Return snapshots of tickets with events since a moment, oldest first (dry runs of time rules)."""
+        cursor = self.tickets.find({"seen_at": {"$gte": since}}).sort([("seen_at", ASCENDING)]).limit(limit)
+        return [_projected(d) async for d in cursor]
+
+    async def open_tickets(self, batch: int = 500) -> Any:
+        """Yield the snapshot of every ticket not closed (to give a new time rule its timers)."""
+        cursor = self.tickets.find({"ticket.status_category": {"$ne": "closed"}}).batch_size(batch)
+        async for d in cursor:
+            yield _projected(d)
+
+    async def set_sla(self, ticket_id: str, state: dict[str, Any], timers: list[str], due: dict[str, Any]) -> None:
+        """Remember a ticket's SLA clocks, the ids of its SLA timers and its due times."""
+        await self.tickets.update_one(
+            {"_id": ticket_id}, {"$set": {"sla_state": state, "sla_timers": timers, "sla_due": due}}
+        )
+
+    async def next_in_rotation(self, group: str) -> int:
+        """Return the next number of a group's round-robin counter (1, 2, 3 ...)."""
+        doc = await self.rotations.find_one_and_update(
+            {"_id": group}, {"$inc": {"turn": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+        )
+        return int(doc["turn"]) if doc else 1
+
+    async def mark_webhooks_scheduled(self, event_id: str) -> None:
+        """Note that a firing record's webhook calls have their timers."""
+        await self.collection.update_one({"_id": event_id}, {"$set": {"webhooks_scheduled": True}})
+
+    async def firings_since(self, since: datetime, event: str, limit: int) -> list[dict[str, Any]]:
+        """Return the records of events of one kind handled since a moment, oldest first (dry runs)."""
+        cursor = (
+            self.collection.find({"handled_at": {"$gte": since}}, {"outbox": 0})
+            .sort([("handled_at", ASCENDING)])
+            .limit(limit)
+        )
+        return [d async for d in cursor if d.get("event") == event]
+
+    async def purge_firings(self, before: datetime) -> int:
+        """Delete firing records handled before a moment whose outbox is empty; return how many."""
+        result = await self.collection.delete_many({"handled_at": {"$lt": before}, "outbox": {"$size": 0}})
+        return result.deleted_count
 
     async def active_rules(self) -> list[Rule]:
         """Return the active rules, in name order."""
@@ -114,3 +253,19 @@ class Store:
             .limit(limit)
         )
         return [d async for d in cursor]
+
+
+def _iso(moment: Any) -> str:
+    return moment.isoformat() if isinstance(moment, datetime) else str(moment)
+
+
+def _projected(doc: dict[str, Any]) -> dict[str, Any]:
+    """Return a stored snapshot as rules see it: the ticket with `status_since`, its timers and SLA clocks."""
+    return {
+        **doc["ticket"],
+        "status_since": doc.get("status_since"),
+        "_rule_timers": doc.get("rule_timers") or {},
+        "_sla_state": doc.get("sla_state"),
+        "_sla_timers": doc.get("sla_timers") or [],
+        "_sla_due": doc.get("sla_due") or {},
+    }

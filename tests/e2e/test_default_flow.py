@@ -1,0 +1,120 @@
+"""The default rules end to end by email: auto-reply, assignment, agent reply, customer reply, statuses."""
+
+from email.message import EmailMessage
+
+from local import LocalHelpdesk
+
+from .client import api, api_send, caught, customer_mail, eventually, send_mail
+
+
+def mail_to(hd: LocalHelpdesk, address: str, subject_part: str) -> EmailMessage | None:
+    return next(
+        (m for m in caught(hd) if address in str(m.get("To", "")) and subject_part in str(m.get("Subject", ""))),
+        None,
+    )
+
+
+def status_of(hd: LocalHelpdesk, number: int) -> str:
+    return str(api(hd, "tickets", f"/api/tickets/{number}")["status"])
+
+
+def test_the_default_flow_works_by_email_from_first_mail_to_the_customers_answer(helpdesk: LocalHelpdesk) -> None:
+    customer = "olle.berg@example.se"
+    staff = api(helpdesk, "portal", "/internal/staff")
+    admin = next(m for m in staff if m["role"] == "admin")
+
+    # 1. a customer writes; the ticket is New and unassigned, and the customer gets the automatic reply
+    send_mail(
+        helpdesk,
+        customer_mail(f"Olle Berg <{customer}>", "Fakturan stämmer inte", "Beloppet är fel.", "flow-1@example.se"),
+        sender=customer,
+    )
+    ticket = eventually(
+        lambda: next(
+            (
+                t
+                for t in api(helpdesk, "tickets", "/api/tickets?view=all&limit=200")["items"]
+                if t["requester"]["email"] == customer
+            ),
+            None,
+        ),
+        what="the ticket",
+    )
+    number = ticket["number"]
+    auto = eventually(lambda: mail_to(helpdesk, customer, f"[#{number}]"), what="the automatic reply")
+    assert auto["Auto-Submitted"] == "auto-replied"
+
+    # 2. a dispatcher assigns it to the admin: the handler hears of it (a dispatcher is not the handler)
+    api_send(
+        helpdesk,
+        "tickets",
+        "PATCH",
+        f"/api/tickets/{number}",
+        {"command_id": f"assign-{number}-0001", "fields": {"handler": admin["id"], "group": "support"}},
+        actor="dispatcher-1",
+    )
+    assigned = eventually(lambda: mail_to(helpdesk, admin["email"], f"[#{number}]"), what="the assignment mail")
+    assert assigned["Auto-Submitted"] == "auto-generated"
+
+    # 3. the handler answers publicly: the customer gets the answer as a reply in the thread, from the agent,
+    #    and the ticket waits for the customer
+    api_send(
+        helpdesk,
+        "tickets",
+        "POST",
+        f"/api/tickets/{number}/comments",
+        {"command_id": f"reply-{number}-0001", "kind": "public_reply", "text": "Vi har rättat fakturan."},
+        actor=admin["id"],
+        email_=admin["email"],
+    )
+
+    def agent_reply() -> EmailMessage | None:
+        found = [m for m in caught(helpdesk) if customer in str(m.get("To", "")) and "rättat" in _body(m)]
+        return found[0] if found else None
+
+    answer = eventually(agent_reply, what="the agent's reply by email")
+    assert f"[#{number}]" in answer["Subject"]
+    assert "<flow-1@example.se>" in str(answer["In-Reply-To"]) + str(answer["References"])
+    assert answer["Auto-Submitted"] in (None, "no")
+    assert eventually(lambda: status_of(helpdesk, number) == "waiting_for_customer", what="Waiting for customer")
+
+    # 4. the customer answers that mail: the ticket waits for the agent again, and the handler is told
+    before = len([m for m in caught(helpdesk) if admin["email"] in str(m.get("To", ""))])
+    send_mail(
+        helpdesk,
+        customer_mail(
+            customer,
+            f"Re: {answer['Subject']}",
+            "Tack, nu stämmer det.\n\n> Vi har rättat fakturan.",
+            "flow-2@example.se",
+            In_Reply_To=answer["Message-ID"],
+            References=f"<flow-1@example.se> {answer['Message-ID']}",
+        ),
+        sender=customer,
+    )
+    assert eventually(lambda: status_of(helpdesk, number) == "waiting_for_agent", what="Waiting for agent")
+    told = eventually(
+        lambda: len([m for m in caught(helpdesk) if admin["email"] in str(m.get("To", ""))]) > before,
+        what="the handler's notice of the customer's reply",
+    )
+    assert told
+    detail = api(helpdesk, "tickets", f"/api/tickets/{number}")
+    assert [c["author"]["role"] for c in detail["comments"]] == ["customer", "admin", "customer"]
+    assert any("rule" in a["detail"] for a in detail["activity"])  # the status moves say which rule moved them
+
+    # the firing log says which rules fired on this ticket, and why
+    firings = api(helpdesk, "triggers", f"/firings?ticket_id={ticket['ticket_id']}")
+    fired = {f["rule_id"] for record in firings for f in record["firings"]}
+    assert {
+        "auto-reply-new-ticket",
+        "notify-handler-on-assignment",
+        "email-agent-reply",
+        "agent-reply-waiting-for-customer",
+        "customer-reply-waiting-for-agent",
+        "customer-reply-notify-handler",
+    } <= fired
+
+
+def _body(message: EmailMessage) -> str:
+    part = message.get_body(("plain",))
+    return part.get_content() if part is not None else ""
