@@ -8,8 +8,9 @@ from typing import Any
 
 from hdkit.mongo import outbox_set
 from hdkit.testing import FakePublisher, OutboxCollection  # noqa: F401 - re-exported for the tests
-from notify.domain import Template, default_templates
-from notify.store import DEFERRED, FAILED, SENDING, UNCERTAIN, template_id
+from notify.domain import MailSettings, Signature, Template
+from notify.seeds import default_templates
+from notify.store import DEFERRED, FAILED, SENDING, SKIPPED, UNCERTAIN, template_id
 
 from contracts import Envelope
 
@@ -36,6 +37,9 @@ class FakeStore:
         self.fail_finish = 0
         self.counts: dict[tuple[str, int, int], int] = {}
         self.suppressed: dict[str, dict[str, Any]] = {}
+        self.signature_docs: dict[tuple[str, str | None, str | None, str | None], Signature] = {}
+        self.settings = MailSettings()
+        self.inapp: dict[str, dict[str, Any]] = {}
 
     @property
     def docs(self) -> dict[Any, dict[str, Any]]:
@@ -73,11 +77,17 @@ class FakeStore:
     async def fail_before_sending(
         self, notification_id: str, fields: dict[str, Any], outbox: list[tuple[str, Envelope]]
     ) -> bool:
+        return self._unsent(notification_id, {**fields, "state": FAILED, **outbox_set(outbox)})
+
+    async def skip(self, notification_id: str, fields: dict[str, Any]) -> bool:
+        return self._unsent(notification_id, {**fields, "state": SKIPPED})
+
+    def _unsent(self, notification_id: str, fields: dict[str, Any]) -> bool:
         doc = self.docs.get(notification_id)
         if doc is not None and doc["state"] != DEFERRED:
             return False
         doc = doc or {"_id": notification_id}
-        _apply_set(doc, {**fields, "state": FAILED, **outbox_set(outbox)})
+        _apply_set(doc, fields)
         self.docs[notification_id] = doc
         return True
 
@@ -136,6 +146,46 @@ class FakeStore:
         for t in new:
             self.template_docs[template_id(t.key, t.language)] = t
         return len(new)
+
+    async def signatures(self) -> list[Signature]:
+        return list(self.signature_docs.values())
+
+    async def put_signature(self, signature: Signature) -> Signature:
+        self.signature_docs[signature.key] = signature
+        return signature
+
+    async def delete_signature(
+        self, scope: str, mailbox: str | None, user_id: str | None, language: str | None
+    ) -> bool:
+        key = (scope, mailbox.lower() if mailbox else None, user_id, language)
+        return self.signature_docs.pop(key, None) is not None
+
+    async def mail_settings(self) -> MailSettings:
+        return self.settings
+
+    async def put_mail_settings(self, settings: MailSettings) -> MailSettings:
+        self.settings = settings
+        return settings
+
+    async def add_inapp(self, docs: list[dict[str, Any]]) -> int:
+        new = [d for d in docs if d["_id"] not in self.inapp]
+        for d in new:
+            self.inapp[d["_id"]] = copy.deepcopy(d)
+        return len(new)
+
+    async def list_inapp(self, user_id: str, *, unread: bool, limit: int) -> tuple[list[dict[str, Any]], int]:
+        mine = [d for d in self.inapp.values() if d["user_id"] == user_id]
+        unread_ones = [d for d in mine if d["read_at"] is None]
+        listed = sorted(unread_ones if unread else mine, key=lambda d: d["created_at"], reverse=True)
+        return copy.deepcopy(listed[:limit]), len(unread_ones)
+
+    async def mark_inapp_read(self, user_id: str, ids: Sequence[str] | None, at: datetime) -> int:
+        marked = 0
+        for d in self.inapp.values():
+            if d["user_id"] == user_id and d["read_at"] is None and (ids is None or d["_id"] in ids):
+                d["read_at"] = at
+                marked += 1
+        return marked
 
 
 class FakeMailServer:

@@ -2,38 +2,12 @@
 
 from datetime import UTC, datetime
 
-import httpx
-import pytest
 from faststream.kafka import TestKafkaBroker
 from hdkit.testing import first_published
-from notify.app import create_app
-from notify.settings import Settings
 
 from contracts import REGISTRY, AddressUndeliverable, Envelope, NotificationFailed, NotificationSent, topics
-from tests_notify.builders import DOMAIN, SECRET, envelope_of, send_notification
-
-TOKEN = "test-service-token-0123456789"  # noqa: S105 (a token for tests only)
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-@pytest.fixture
-def app(store, smtp):
-    settings = Settings(
-        service_token=TOKEN,
-        message_id_secret=SECRET,
-        mail_domain=DOMAIN,
-        mongo_url="mongodb://127.0.0.1:1/",
-    )
-    return create_app(settings, store=store, sender=smtp)
-
-
-@pytest.fixture
-async def client(app):
-    async with (
-        TestKafkaBroker(app.state.runtime.broker),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notify") as c,
-    ):
-        yield c
+from tests_notify.builders import DOMAIN, envelope_of, send_notification
+from tests_notify.conftest import AUTH
 
 
 async def test_the_api_refuses_callers_without_the_service_token(client):

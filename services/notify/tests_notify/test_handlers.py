@@ -289,7 +289,7 @@ async def test_a_mail_from_a_mailbox_with_a_signature_ends_with_it(store, publis
     text = message.get_body(("plain",)).get_content()
     html = message.get_body(("html",)).get_content()
     assert text.rstrip().endswith("Acme Support\n\n-- \nAcme AB <support>\nTelefon 08-123 45 67")
-    assert html.rstrip().endswith("Acme AB &lt;support&gt;\nTelefon 08-123 45 67</p>")
+    assert html.rstrip().endswith('<div class="signature">Acme AB &lt;support&gt;<br>\nTelefon 08-123 45 67</div>')
 
 
 async def test_a_mail_from_a_mailbox_without_a_signature_has_no_stray_separator(store, publisher, smtp, metrics, naps):
@@ -298,7 +298,7 @@ async def test_a_mail_from_a_mailbox_without_a_signature_has_no_stray_separator(
     message = smtp.outbox[0][0]
     text = message.get_body(("plain",)).get_content()
     html = message.get_body(("html",)).get_content()
-    assert text.rstrip().endswith("Kind regards,\nSupport")
+    assert text.rstrip().endswith("Best regards,\nSupport")
     assert "-- " not in text
     assert "signature" not in html and html.rstrip().endswith("Support</p>")
 
@@ -327,3 +327,16 @@ async def test_the_notice_of_attachments_left_out_lists_the_files_to_the_sender(
     assert "- ritning-källare.pdf (6.3 MB): larger than 5 MB, the limit per file" in text
     assert "Hello Bo Ström," in text
     assert "<strong>ritning-källare.pdf</strong> (6.3 MB)" in message.get_body(("html",)).get_content()
+
+
+def test_notices_to_staff_are_counted_apart_from_the_customers_allowance() -> None:
+    from notify.handlers import AutoMailCaps
+
+    from tests_notify.builders import send_notification
+
+    caps = AutoMailCaps(per_staff_per_hour=60)
+    staff = send_notification(audience="staff")
+    customer = send_notification()
+
+    assert [key for key, *_ in caps.windows(staff)] == [f"staff:{staff.to.email}"]
+    assert all(not key.startswith("staff:") for key, *_ in caps.windows(customer))

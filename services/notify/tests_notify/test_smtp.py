@@ -1,6 +1,5 @@
 """The SMTP sender against a small SMTP server on localhost: what each answer means."""
 
-import asyncio
 import socket
 from email.message import EmailMessage
 
@@ -8,48 +7,7 @@ import pytest
 from notify.settings import OutboundSmtpSettings
 from notify.smtp import DeliveryDeferred, DeliveryRefused, SmtpSender
 
-
-class StubSmtpServer:
-    """Speaks just enough SMTP; answers RCPT TO with `rcpt_reply` and keeps the DATA it gets."""
-
-    def __init__(self, rcpt_reply: str = "250 OK") -> None:
-        self.rcpt_reply = rcpt_reply
-        self.received: list[bytes] = []
-        self.port = 0
-        self._server: asyncio.AbstractServer | None = None
-
-    async def __aenter__(self) -> "StubSmtpServer":
-        self._server = await asyncio.start_server(self._talk, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
-
-    async def _talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        async def say(line: str) -> None:
-            writer.write(line.encode() + b"\r\n")
-            await writer.drain()
-
-        await say("220 stub ESMTP")
-        while line := await reader.readline():
-            verb = line.decode().strip().split(" ")[0].upper()
-            if verb in ("EHLO", "HELO"):
-                await say("250 stub")
-            elif verb == "RCPT":
-                await say(self.rcpt_reply)
-            elif verb == "DATA":
-                await say("354 go ahead")
-                self.received.append(await reader.readuntil(b"\r\n.\r\n"))
-                await say("250 queued")
-            elif verb == "QUIT":
-                await say("221 bye")
-                break
-            else:
-                await say("250 OK")
-        writer.close()
+from tests_notify.smtp_server import StubSmtpServer
 
 
 def mail() -> EmailMessage:

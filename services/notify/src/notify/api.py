@@ -1,12 +1,26 @@
-"""HTTP API of notify: what was sent about a ticket, and the templates an admin edits."""
+"""HTTP API of notify: what was sent, the templates, signatures and settings an admin edits, in-app notices."""
 
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+from contracts.envelope import utcnow
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
 from hdkit.auth import require_service_token
-from pydantic import Field
+from hdkit.sanitise import sanitise_html
+from pydantic import BaseModel, ConfigDict, Field
 
-from notify.domain import RenderError, Template, check_template
+from notify.domain import (
+    LANGUAGE_PATTERN,
+    InAppKind,
+    MailSettings,
+    RenderError,
+    Signature,
+    SignatureFields,
+    SignatureScope,
+    Template,
+    check_template,
+    scope_problem,
+)
 from notify.store import Store
 
 
@@ -17,8 +31,53 @@ class TemplateBody(Template):
     language: str | None = Field(default=None, description="Must equal the language in the path, if given.")  # type: ignore[assignment]
 
 
+class InAppItem(BaseModel):
+    """One in-app notification."""
+
+    id: str = Field(description="Its id (derived from the event and the user).")
+    user_id: str = Field(description="Whom it is for.")
+    ticket_id: str = Field(description="The ticket it is about.")
+    ticket_number: int = Field(description="The ticket's number.")
+    ticket_title: str = Field(description="The ticket's title then.")
+    kind: InAppKind = Field(description="`assigned` or `mentioned`.")
+    text: str = Field(description='What to show, e.g. "#1001 assigned to you by Bo".')
+    comment_id: str | None = Field(default=None, description="The comment a mention is in.")
+    created_at: datetime = Field(description="When it happened.")
+    read_at: datetime | None = Field(default=None, description="When the user marked it read; None: unread.")
+
+
+class InAppList(BaseModel):
+    """A user's in-app notifications, newest first, with how many are unread."""
+
+    items: list[InAppItem] = Field(description="The notifications, newest first.")
+    unread: int = Field(description="How many of the user's notifications are unread (all of them, not just listed).")
+
+
+class MarkRead(BaseModel):
+    """Which notifications of one user to mark read: the given ids, or all."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str = Field(description="Whose notifications.", min_length=1, max_length=200)
+    ids: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        default=None, description="Ids to mark read (another user's are left alone).", max_length=500
+    )
+    all: bool = Field(default=False, description="Mark every unread notification of the user read.")
+
+
+class MarkedRead(BaseModel):
+    """What marking read did."""
+
+    marked: int = Field(description="How many were unread and are read now.")
+    unread: int = Field(description="How many are still unread.")
+
+
 def _unprocessable(loc: list[str | int], msg: str) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [{"loc": loc, "msg": msg, "type": "value_error"}])
+
+
+def _inapp_item(doc: dict[str, Any]) -> InAppItem:
+    return InAppItem.model_validate({**doc, "id": doc["_id"]})
 
 
 def make_router(store: Store, *, token: str) -> APIRouter:
@@ -63,5 +122,79 @@ def make_router(store: Store, *, token: str) -> APIRouter:
             part = str(exc).partition(":")[0]
             raise _unprocessable(["body", part], str(exc)) from exc
         return await store.put_template(template)
+
+    @router.get(
+        "/signatures", tags=["signatures"], summary="Every signature, optionally of one scope, mailbox or user."
+    )
+    async def signatures(
+        scope: SignatureScope | None = None,
+        mailbox: Annotated[str | None, Query(max_length=320)] = None,
+        user_id: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> list[Signature]:
+        return [
+            s
+            for s in await store.signatures()
+            if (scope is None or s.scope == scope)
+            and (mailbox is None or s.mailbox == mailbox.lower())
+            and (user_id is None or s.user_id == user_id)
+        ]
+
+    @router.put(
+        "/signatures",
+        tags=["signatures"],
+        summary="Create or replace the signature of one scope (general, mailbox, personal, personal_mailbox).",
+    )
+    async def put_signature(body: SignatureFields) -> Signature:
+        if (problem := scope_problem(body.scope, body.mailbox, body.user_id)) is not None:
+            raise _unprocessable(["body", problem[0]], problem[1])
+        fields = body.model_dump()
+        if body.html is not None:
+            fields["html"] = sanitise_html(body.html)  # goes into customers' mail as it is
+        return await store.put_signature(Signature.model_validate(fields))
+
+    @router.delete(
+        "/signatures",
+        tags=["signatures"],
+        summary="Delete the signature of one scope; 404 when there is none.",
+        status_code=status.HTTP_204_NO_CONTENT,
+    )
+    async def delete_signature(
+        scope: SignatureScope,
+        mailbox: Annotated[str | None, Query(max_length=320)] = None,
+        user_id: Annotated[str | None, Query(max_length=200)] = None,
+        language: Annotated[str | None, Query(pattern=LANGUAGE_PATTERN)] = None,
+    ) -> Response:
+        if (problem := scope_problem(scope, mailbox, user_id)) is not None:
+            raise _unprocessable(["query", problem[0]], problem[1])
+        if not await store.delete_signature(scope, mailbox, user_id, language):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such signature")
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    @router.get("/settings", tags=["settings"], summary="The mail settings: notify mode, closing greetings.")
+    async def get_settings() -> MailSettings:
+        return await store.mail_settings()
+
+    @router.put("/settings", tags=["settings"], summary="Replace the mail settings (fields left out: defaults).")
+    async def put_settings(body: MailSettings) -> MailSettings:
+        return await store.put_mail_settings(body)
+
+    @router.get("/inapp", tags=["in-app"], summary="A user's in-app notifications, newest first, and the unread count.")
+    async def inapp(
+        user_id: Annotated[str, Query(min_length=1, max_length=200)],
+        unread: bool = False,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> InAppList:
+        docs, unread_count = await store.list_inapp(user_id, unread=unread, limit=limit)
+        return InAppList(items=[_inapp_item(d) for d in docs], unread=unread_count)
+
+    @router.post("/inapp/read", tags=["in-app"], summary="Mark a user's notifications read: some ids, or all.")
+    async def mark_read(body: MarkRead) -> MarkedRead:
+        if body.all and body.ids is not None:
+            raise _unprocessable(["body", "ids"], "give ids or all: true, not both")
+        if not body.all and not body.ids:
+            raise _unprocessable(["body", "ids"], "give the ids to mark read, or all: true")
+        marked = await store.mark_inapp_read(body.user_id, None if body.all else body.ids, utcnow())
+        _, unread = await store.list_inapp(body.user_id, unread=True, limit=1)
+        return MarkedRead(marked=marked, unread=unread)
 
     return router

@@ -11,9 +11,17 @@ from hdkit.mongo import OutboxRelay
 from hdkit.service import build_runtime, http_app
 from pymongo import AsyncMongoClient
 
-from contracts import AddressDeliverable, AddressUndeliverable, NotificationFailed, NotificationSent, topics
+from contracts import (
+    AddressDeliverable,
+    AddressUndeliverable,
+    CommentAdded,
+    NotificationFailed,
+    NotificationSent,
+    TicketAssigned,
+    topics,
+)
 from notify.api import make_router
-from notify.handlers import AutoMailCaps, Handlers, MailIdentity
+from notify.handlers import AutoMailCaps, Handlers, InAppNotifier, MailIdentity
 from notify.settings import Settings
 from notify.smtp import MailSender, SmtpSender
 from notify.store import Store
@@ -24,7 +32,9 @@ TITLE = "helpdesk notify"
 DESCRIPTION = (
     "Renders email templates and sends each notification once over SMTP; reports `NotificationSent` "
     "or `NotificationFailed` so tickets can record the Message-ID or show the failure. Mail to an address "
-    "that bounced for good (`AddressUndeliverable`) is not sent until an agent lifts the mark."
+    "that bounced for good (`AddressUndeliverable`) is not sent until an agent lifts the mark. Mail to customers "
+    "follows the notify mode (never / link / email); mail an agent speaks in carries their personal signature. "
+    "`TicketAssigned` and `CommentAdded` with @mentions become in-app notifications (`GET /inapp`)."
 )
 
 
@@ -71,14 +81,18 @@ def create_app(
             per_ticket_per_hour=settings.auto_mail_per_ticket_per_hour,
             per_recipient_per_hour=settings.auto_mail_per_recipient_per_hour,
             per_recipient_per_day=settings.auto_mail_per_recipient_per_day,
+            per_staff_per_hour=settings.staff_notices_per_hour,
         ),
     )
+    inapp = InAppNotifier(store, metrics=rt.metrics)
     rt.consumer.subscribe(topics.NOTIFY_COMMANDS, {"SendNotification": handlers.send_notification})
     rt.consumer.subscribe(
         topics.TICKET_EVENTS,
         {
             AddressUndeliverable.TYPE: handlers.address_undeliverable,
             AddressDeliverable.TYPE: handlers.address_deliverable,
+            TicketAssigned.TYPE: inapp.tell_assignee,
+            CommentAdded.TYPE: inapp.tell_mentioned,
         },
     )
     rt.on_start.append(store.ensure_indexes)
@@ -99,4 +113,5 @@ def create_app(
     app.state.store = store
     app.state.relay = relay
     app.state.handlers = handlers
+    app.state.inapp = inapp
     return app

@@ -5,7 +5,7 @@ from hdkit.mongo import make_client
 from hdkit.service import ServiceSettings
 
 from notify.app import create_app
-from notify.domain import default_templates
+from notify.seeds import default_templates
 from notify.settings import Settings
 from notify.store import Store
 

@@ -1,4 +1,4 @@
-"""Templates and the mail they become. Pure code: no SMTP, no store, no Kafka.
+"""Templates and the mail they become, signatures, notify modes, in-app notices. Pure: no SMTP, store, Kafka.
 
 Templates are data an admin edits, so they are rendered in Jinja's immutable sandbox: tags read
 ticket fields, but cannot call methods that change things or reach Python internals. A tag that names
@@ -11,18 +11,24 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from email.errors import HeaderParseError
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
 from email.utils import format_datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
+from contracts.models import Actor, Automation
 from jinja2 import ChainableUndefined, TemplateError
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, Field
+from markupsafe import Markup, escape
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from contracts import CommentAdded, TicketAssigned, derived_id
 
 DEFAULT_LANGUAGE = "en"
+LANGUAGE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$"
 DEFAULT_FROM_NAME = "Support"
 LOOP_HEADER = "X-Helpdesk-Loop"
 """Header ingest recognises as our own mail coming back (value: our mail domain)."""
@@ -34,9 +40,7 @@ class Template(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     key: str = Field(description="Template key, e.g. `auto_reply`.", pattern=r"^[a-z0-9][a-z0-9_-]{0,99}$")
-    language: str = Field(
-        default=DEFAULT_LANGUAGE, description="Language code.", pattern=r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$"
-    )
+    language: str = Field(default=DEFAULT_LANGUAGE, description="Language code.", pattern=LANGUAGE_PATTERN)
     subject: str = Field(description="Subject; the ticket token `[#n]` is added when missing.", max_length=1000)
     text: str = Field(description="Plain-text body.", max_length=200_000)
     html: str | None = Field(default=None, description="HTML body (tags are HTML-escaped).", max_length=400_000)
@@ -124,7 +128,10 @@ def subject_with_token(subject: str, number: int) -> str:
 
 
 def render(template: Template, context: Mapping[str, Any], *, ticket_number: int) -> Rendered:
-    """Fill a template in; the subject always carries the ticket token."""
+    """Fill a template in; the subject always carries the ticket token.
+
+    A value with an `__html__` method (see `TextAndHtml`) prints as its HTML in the HTML body.
+    """
     subject = _render("subject", template.subject, False, context)
     text = _render("text", template.text, False, context)
     html = _render("html", template.html, True, context) if template.html is not None else None
@@ -138,8 +145,17 @@ def _bracketed(message_id: str) -> str:
 def _address(email: str, name: str = "") -> HeaderAddress:
     try:
         return HeaderAddress(display_name=name.replace("\r", " ").replace("\n", " "), addr_spec=email)
-    except (ValueError, IndexError) as exc:
+    except (ValueError, IndexError, HeaderParseError) as exc:
         raise BadAddress(f"cannot use {email!r} as an address: {exc}") from exc
+
+
+def usable_address(email: str) -> bool:
+    """Tell whether an address can be put in a mail header."""
+    try:
+        _address(email)
+    except BadAddress:
+        return False
+    return True
 
 
 def references_for(in_reply_to: str | None, references: Sequence[str]) -> list[str]:
@@ -164,12 +180,15 @@ def build_message(
     in_reply_to: str | None = None,
     references: Sequence[str] = (),
     auto_submitted: str | None = None,
+    cc: Sequence[tuple[str, str]] = (),
 ) -> EmailMessage:
-    """Return the mail: From/Reply-To the mailbox, threading headers, loop guards, text and HTML."""
+    """Return the mail: From/Reply-To the mailbox, To and Cc, threading headers, loop guards, text and HTML."""
     msg = EmailMessage()
     msg["From"] = _address(mailbox, mailbox_name or DEFAULT_FROM_NAME)
     msg["Reply-To"] = _address(mailbox)
     msg["To"] = _address(to_email, to_name)
+    if cc:
+        msg["Cc"] = [_address(email, name) for email, name in cc]
     msg["Subject"] = rendered.subject
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = _bracketed(message_id)
@@ -189,117 +208,6 @@ def build_message(
     return msg
 
 
-# The mailbox's own signature ends every default template when the mailbox has one (none: nothing at all).
-# Text: after the usual "-- " line; HTML: escaped by the sandbox, its line breaks kept by CSS, not by tags.
-_SIGNATURE_TEXT = "{% if mailbox.signature %}\n-- \n{{ mailbox.signature }}\n{% endif %}"
-_SIGNATURE_HTML = (
-    '{% if mailbox.signature %}<p class="signature" style="white-space: pre-line">{{ mailbox.signature }}</p>\n'
-    "{% endif %}"
-)
-
-_AUTO_REPLY_TEXT = (
-    """\
-Hello{% if ticket.requester.name %} {{ ticket.requester.name }}{% endif %},
-
-Thank you for writing to us. We have received your request and registered it as ticket \
-#{{ ticket.number }}: "{{ ticket.title }}".
-
-A member of our team will get back to you as soon as possible. To add information, simply reply \
-to this email and keep [#{{ ticket.number }}] in the subject.
-
-You can follow your request here:
-{{ link }}
-
-Kind regards,
-{{ mailbox.name or "Support" }}
-"""
-    + _SIGNATURE_TEXT
-)
-
-_AUTO_REPLY_HTML = (
-    """\
-<p>Hello{% if ticket.requester.name %} {{ ticket.requester.name }}{% endif %},</p>
-<p>Thank you for writing to us. We have received your request and registered it as ticket
-<strong>#{{ ticket.number }}</strong>: &ldquo;{{ ticket.title }}&rdquo;.</p>
-<p>A member of our team will get back to you as soon as possible. To add information, simply reply
-to this email and keep [#{{ ticket.number }}] in the subject.</p>
-<p><a href="{{ link }}">Follow your request</a></p>
-<p>Kind regards,<br>{{ mailbox.name or "Support" }}</p>
-"""
-    + _SIGNATURE_HTML
-)
-
-
-_LEFT_OUT_TEXT = (
-    """\
-Hello{% if recipient.name %} {{ recipient.name }}{% endif %},
-
-Your message about ticket #{{ ticket.number }}: "{{ ticket.title }}" reached us, but \
-{% if files | length == 1 %}this attachment was{% else %}these attachments were{% endif %} too large \
-to keep and did not come through:
-{% for file in files %}
-- {{ file.filename }} ({{ file.human_size }}): \
-{% if file.reason == "file_too_large" %}larger than {{ limits.per_file_human }}, the limit per file\
-{% else %}the attachments of one message may total at most {{ limits.per_message_human }}{% endif %}
-{%- endfor %}
-
-Please send {% if files | length == 1 %}it{% else %}them{% endif %} another way (for example a link to \
-a file share), or in smaller parts: several replies to this email, each within the limits. Keep \
-[#{{ ticket.number }}] in the subject so they reach the same ticket.
-
-The rest of your message has been added to the ticket:
-{{ link }}
-
-Kind regards,
-{{ mailbox.name or "Support" }}
-"""
-    + _SIGNATURE_TEXT
-)
-
-_LEFT_OUT_HTML = (
-    """\
-<p>Hello{% if recipient.name %} {{ recipient.name }}{% endif %},</p>
-<p>Your message about ticket <strong>#{{ ticket.number }}</strong>: &ldquo;{{ ticket.title }}&rdquo; reached us,
-but {% if files | length == 1 %}this attachment was{% else %}these attachments were{% endif %} too large
-to keep and did not come through:</p>
-<ul>
-{%- for file in files %}
-<li><strong>{{ file.filename }}</strong> ({{ file.human_size }}):
-{% if file.reason == "file_too_large" %}larger than {{ limits.per_file_human }}, the limit per file
-{%- else %}the attachments of one message may total at most {{ limits.per_message_human }}
-{%- endif %}</li>
-{%- endfor %}
-</ul>
-<p>Please send {% if files | length == 1 %}it{% else %}them{% endif %} another way (for example a link to
-a file share), or in smaller parts: several replies to this email, each within the limits. Keep
-[#{{ ticket.number }}] in the subject so they reach the same ticket.</p>
-<p>The rest of your message has been added to the ticket: <a href="{{ link }}">follow your request</a></p>
-<p>Kind regards,<br>{{ mailbox.name or "Support" }}</p>
-"""
-    + _SIGNATURE_HTML
-)
-
-
-def default_templates() -> Sequence[Template]:
-    """Return the templates a fresh helpdesk starts with (seeded by `notify migrate`)."""
-    return (
-        Template(
-            key="auto_reply",
-            language=DEFAULT_LANGUAGE,
-            subject="We received your request: {{ ticket.title }}",
-            text=_AUTO_REPLY_TEXT,
-            html=_AUTO_REPLY_HTML,
-        ),
-        Template(
-            key="attachments_left_out",
-            language=DEFAULT_LANGUAGE,
-            subject="Attachments left out: {{ ticket.title }}",
-            text=_LEFT_OUT_TEXT,
-            html=_LEFT_OUT_HTML,
-        ),
-    )
-
-
 _LANGUAGE = re.compile(r"^[a-z]{2,3}")
 
 
@@ -312,3 +220,262 @@ def languages_to_try(language: str) -> list[str]:
     if DEFAULT_LANGUAGE not in tried:
         tried.append(DEFAULT_LANGUAGE)
     return tried
+
+
+class TextAndHtml(str):
+    """Text that prints as itself in a plain-text body and as its own HTML in an HTML body.
+
+    Jinja's autoescape asks a value for `__html__`; a plain str is escaped instead. Templates use one tag
+    (`{{ signature }}`) for both bodies; the sandbox keeps `_html` out of a template's reach.
+    """
+
+    _html: str
+
+    def __new__(cls, text: str, html: str) -> TextAndHtml:
+        """Return the text, carrying its HTML."""
+        value = super().__new__(cls, text)
+        value._html = html
+        return value
+
+    def __html__(self) -> str:
+        """Return the HTML form (already safe)."""
+        return self._html
+
+
+def text_as_html(text: str) -> Markup:
+    """Return plain text as HTML: escaped, its line breaks kept as `<br>`."""
+    return Markup("<br>\n").join(escape(line) for line in text.split("\n"))
+
+
+# Notify mode: how much a customer is told by mail. `never`: nothing; `link`: that there is news, with the
+# link (never the text); `email`: the whole mail.
+NotifyMode = Literal["never", "link", "email"]
+NOTIFY_MODES: tuple[NotifyMode, ...] = ("never", "link", "email")
+Audience = Literal["customer", "staff", "other"]
+
+DEFAULT_CLOSINGS: dict[str, str] = {"en": "Best regards,", "sv": "Vänliga hälsningar,"}
+_LANGUAGE_KEY = re.compile(LANGUAGE_PATTERN)
+
+
+class MailSettings(BaseModel):
+    """What an admin sets for all outgoing mail: the notify mode and the closing greeting per language."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    notify_mode: NotifyMode = Field(
+        default="email",
+        description="For mail to customers, unless the ticket has its own: `never` (not sent), `link` (only that "
+        "there is news, and the link) or `email` (the whole mail).",
+    )
+    closing_greeting: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_CLOSINGS),
+        description='Closing greeting by language, before the signature: {"en": "Best regards,"}.',
+    )
+
+    @field_validator("closing_greeting")
+    @classmethod
+    def _languages_and_lines(cls, value: dict[str, str]) -> dict[str, str]:
+        for language, greeting in value.items():
+            if not _LANGUAGE_KEY.match(language):
+                raise ValueError(f"{language!r} is not a language code like `en` or `sv-SE`")
+            if len(greeting) > 200 or "\n" in greeting or "\r" in greeting:
+                raise ValueError(f"the greeting for {language!r} must be one line of at most 200 characters")
+        return value
+
+    def closing(self, language: str) -> str:
+        """Return the closing greeting for a language (regional, base, then English; "" when none is set)."""
+        for tried in languages_to_try(language):
+            if tried in self.closing_greeting:
+                return self.closing_greeting[tried]
+        return ""
+
+
+def notify_mode_for(ticket: Mapping[str, Any] | None, default: NotifyMode) -> tuple[NotifyMode, str]:
+    """Return the notify mode for a customer's mail about a ticket, and where it comes from."""
+    own = ticket.get("notify_mode") if isinstance(ticket, Mapping) else None
+    if own in NOTIFY_MODES:
+        return own, "the ticket's notify mode"
+    return default, "the global notify mode"
+
+
+# What a comment says, wherever a command's context may carry it. Link mode takes these out before
+# rendering, so no template (an admin's own included) can print the content.
+_CONTENT_KEYS = ("text", "text_new", "html")
+_CONTENT_TOP_LEVEL = ("description",)
+
+
+def without_content(context: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the context with the comment's text and HTML (and a ticket's first message) taken out."""
+    kept = {k: v for k, v in context.items() if k not in _CONTENT_TOP_LEVEL}
+    comment = kept.get("comment")
+    if isinstance(comment, Mapping):
+        kept["comment"] = {k: v for k, v in comment.items() if k not in _CONTENT_KEYS}
+    elif comment is not None:
+        del kept["comment"]
+    return kept
+
+
+SignatureScope = Literal["general", "mailbox", "personal", "personal_mailbox"]
+_NEEDS: dict[str, tuple[bool, bool]] = {  # scope: (needs a mailbox, needs a user id)
+    "general": (False, False),
+    "mailbox": (True, False),
+    "personal": (False, True),
+    "personal_mailbox": (True, True),
+}
+
+
+def scope_problem(scope: str, mailbox: str | None, user_id: str | None) -> tuple[str, str] | None:
+    """Return (field, what is wrong) when a signature's mailbox and user id do not fit its scope, else None."""
+    needs_mailbox, needs_user = _NEEDS[scope]
+    for name, value, needed in (("mailbox", mailbox, needs_mailbox), ("user_id", user_id, needs_user)):
+        if needed and not value:
+            return name, f"required for scope {scope!r}"
+        if not needed and value:
+            return name, f"not used for scope {scope!r}; leave it out"
+    return None
+
+
+class SignatureFields(BaseModel):
+    """The fields of a signature, each checked on its own."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    scope: SignatureScope = Field(
+        description="`general`, `mailbox`, `personal` (an agent's) or `personal_mailbox` (an agent's, in one mailbox)."
+    )
+    mailbox: str | None = Field(
+        default=None,
+        description="The mailbox address (scopes `mailbox`, `personal_mailbox`).",
+        max_length=320,
+        pattern=r"^[^@\s]+@[^@\s]+$",
+    )
+    user_id: str | None = Field(
+        default=None, description="The agent's user id (scopes `personal`, `personal_mailbox`).", max_length=200
+    )
+    language: str | None = Field(
+        default=None, description="Language it is for; none: any language.", pattern=LANGUAGE_PATTERN
+    )
+    text: str = Field(description="Plain-text signature.", min_length=1, max_length=10_000)
+    html: str | None = Field(
+        default=None, description="HTML signature (sanitised when stored); none: the text.", max_length=50_000
+    )
+
+    @field_validator("mailbox")
+    @classmethod
+    def _lower(cls, value: str | None) -> str | None:
+        return value.lower() if value else value
+
+    @field_validator("user_id")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+
+class Signature(SignatureFields):
+    """A signature of one layer: general, a mailbox's, an agent's, or an agent's in one mailbox."""
+
+    @model_validator(mode="after")
+    def _fits_scope(self) -> Signature:
+        if (problem := scope_problem(self.scope, self.mailbox, self.user_id)) is not None:
+            raise ValueError(f"{problem[0]}: {problem[1]}")
+        return self
+
+    @property
+    def key(self) -> tuple[str, str | None, str | None, str | None]:
+        """Return what identifies it: scope, mailbox, user id and language."""
+        return (self.scope, self.mailbox, self.user_id, self.language)
+
+    def value(self) -> TextAndHtml:
+        """Return it for a template: its text in plain text, its HTML (or the text as HTML) in HTML."""
+        return TextAndHtml(self.text, self.html if self.html else str(text_as_html(self.text)))
+
+
+def signature_id(scope: str, mailbox: str | None, user_id: str | None, language: str | None) -> str:
+    """Return the document id of a signature."""
+    return "|".join((scope, (mailbox or "").lower(), user_id or "", language or ""))
+
+
+def signature_languages(language: str) -> list[str | None]:
+    """Return the languages to look a signature up in: the language, its base, any language, then English."""
+    base = _LANGUAGE.match(language.lower())
+    english = base is not None and base.group(0) == DEFAULT_LANGUAGE
+    own: list[str | None] = [t for t in languages_to_try(language) if t != DEFAULT_LANGUAGE]
+    return [*own, DEFAULT_LANGUAGE, None] if english else [*own, None, DEFAULT_LANGUAGE]
+
+
+def with_configured_mailbox_signature(stored: Sequence[Signature], mailbox: str, configured: str) -> list[Signature]:
+    """Return the stored signatures, plus the configured one of a mailbox when none is stored for it."""
+    mailbox = mailbox.lower()
+    if not configured.strip() or any(s.scope == "mailbox" and s.mailbox == mailbox for s in stored):
+        return list(stored)
+    return [*stored, Signature(scope="mailbox", mailbox=mailbox, text=configured.strip("\n"))]
+
+
+def pick_signature(
+    signatures: Sequence[Signature], *, mailbox: str, user_id: str | None, language: str
+) -> Signature | None:
+    """Return the most specific signature that exists for a mail, or None.
+
+    Layers, most specific first: the agent's in this mailbox, the agent's, the mailbox's, the general one
+    (the agent's only when the mail speaks for an agent: `user_id`). In each layer the mail's language
+    wins over a signature for any language, and that over English.
+    """
+    mailbox = mailbox.lower()
+    layers: list[tuple[str, str | None, str | None]] = []
+    if user_id:
+        layers += [("personal_mailbox", mailbox, user_id), ("personal", None, user_id)]
+    layers += [("mailbox", mailbox, None), ("general", None, None)]
+    by_key = {s.key: s for s in signatures}
+    for scope, layer_mailbox, layer_user in layers:
+        for tried in signature_languages(language):
+            if (found := by_key.get((scope, layer_mailbox, layer_user, tried))) is not None:
+                return found
+    return None
+
+
+def from_name(mailbox_name: str, on_behalf_of: Actor | None) -> str:
+    """Return the From display name: the mailbox's, or "<agent> (<mailbox>)" for mail an agent speaks in."""
+    agent = " ".join((on_behalf_of.name if on_behalf_of else "").split())
+    return f"{agent} ({mailbox_name})" if agent else mailbox_name
+
+
+# In-app notifications: short notices an agent sees in the portal.
+InAppKind = Literal["assigned", "mentioned"]
+
+
+@dataclass(frozen=True)
+class InAppNotice:
+    """One in-app notification for one user."""
+
+    notice_id: str
+    user_id: str
+    kind: InAppKind
+    text: str
+
+
+def _who(actor: Actor, automation: Automation | None) -> str:
+    if automation is not None and actor.role == "system":
+        return f"rule {automation.rule_name}" if automation.rule_name else "a rule"
+    return actor.name or actor.email or actor.id or "someone"
+
+
+def inapp_id(event_id: str, user_id: str) -> str:
+    """Return the id of the notice one event gives one user (the same on every redelivery)."""
+    return derived_id("inapp", event_id, user_id)
+
+
+def assignment_notices(event_id: str, event: TicketAssigned) -> list[InAppNotice]:
+    """Return the notice for a ticket's new handler, unless they assigned it to themselves."""
+    handler = event.handler.new if event.handler is not None else None
+    if not isinstance(handler, str) or not handler or handler == event.actor.id:
+        return []
+    text = f"#{event.ticket.number} assigned to you by {_who(event.actor, event.automation)}"
+    return [InAppNotice(inapp_id(event_id, handler), handler, "assigned", text)]
+
+
+def mention_notices(event_id: str, event: CommentAdded) -> list[InAppNotice]:
+    """Return a notice for each user @mentioned in a comment, except its author."""
+    author = event.comment.author
+    text = f"{_who(author, event.automation)} mentioned you on #{event.ticket.number}"
+    users = [u for u in dict.fromkeys(event.mentions) if u and u != author.id]
+    return [InAppNotice(inapp_id(event_id, user), user, "mentioned", text) for user in users]

@@ -1,4 +1,8 @@
-"""What notify does with a `SendNotification`: render, claim, send once over SMTP, record, publish."""
+"""What notify does with commands and events: send a mail once, stop mailing bounced addresses, notify in-app.
+
+`SendNotification`: render, claim, send once over SMTP, record, publish. `TicketAssigned` and `CommentAdded`
+with @mentions: in-app notifications.
+"""
 
 from __future__ import annotations
 
@@ -12,29 +16,44 @@ from typing import Any, Protocol
 
 from contracts.envelope import utcnow
 from contracts.message_ids import make_message_id
+from contracts.models import Address, TicketSnapshot
 from hdkit.telemetry import current_traceparent
 from prometheus_client import CollectorRegistry, Counter
 
 from contracts import (
     AddressDeliverable,
     AddressUndeliverable,
+    CommentAdded,
     Envelope,
     NotificationFailed,
     NotificationSent,
     SendNotification,
+    TicketAssigned,
     derived_id,
     topics,
 )
 from notify.domain import (
     BadAddress,
+    InAppNotice,
+    MailSettings,
+    NotifyMode,
     RenderError,
+    Signature,
     Template,
+    assignment_notices,
     build_message,
+    from_name,
     languages_to_try,
+    mention_notices,
+    notify_mode_for,
+    pick_signature,
     render,
+    usable_address,
+    with_configured_mailbox_signature,
+    without_content,
 )
 from notify.smtp import DeliveryDeferred, DeliveryRefused, MailSender
-from notify.store import FAILED, SENDING, SENT, UNCERTAIN
+from notify.store import FAILED, SENDING, SENT, SKIPPED, UNCERTAIN
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +117,28 @@ class NotificationStore(Protocol):
         """Return why mail to an address is suppressed, or None."""
         ...
 
+    async def skip(self, notification_id: str, fields: dict[str, Any]) -> bool:
+        """Record a notification that is not to be sent (new or deferred)."""
+        ...
+
+    async def mail_settings(self) -> MailSettings:
+        """Return the admin's settings for outgoing mail."""
+        ...
+
+    async def signatures(self) -> list[Signature]:
+        """Return every stored signature."""
+        ...
+
 
 class Outbox(Protocol):
     """Publishes a document's outbox (`hdkit.mongo.OutboxRelay`)."""
 
     async def flush(self, doc: dict[str, Any] | None) -> int:
         """Publish and clear the document's pending entries."""
+        ...
+
+    async def flush_items(self, doc_id: Any, items: list[tuple[str, Envelope]]) -> int:
+        """Publish the given entries of a document and clear them."""
         ...
 
 
@@ -133,6 +168,7 @@ class Composed:
     message: EmailMessage
     message_id: str
     subject: str
+    cc: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -157,10 +193,18 @@ class AutoMailCaps:
     per_ticket_per_hour: int = 5
     per_recipient_per_hour: int = 10
     per_recipient_per_day: int = 30
+    per_staff_per_hour: int = 60
 
     def windows(self, command: SendNotification) -> list[tuple[str, timedelta, int, str]]:
-        """Return (counter key, window, cap, what it limits) for each cap that applies."""
+        """Return (counter key, window, cap, what it limits) for each cap that applies.
+
+        Notices to staff (the handler, a group) are counted apart: a busy agent gets many in an hour, and
+        they must not use up the customer's allowance on the ticket; only a high cap guards against loops.
+        """
         recipient = command.to.email.lower()
+        if command.audience == "staff":
+            cap = (f"staff:{recipient}", HOUR, self.per_staff_per_hour, f"notices to {recipient} an hour")
+            return [cap] if cap[2] > 0 else []
         caps = [
             (f"ticket:{command.ticket_id}", HOUR, self.per_ticket_per_hour, "automatic mails for this ticket an hour"),
             (f"to:{recipient}", HOUR, self.per_recipient_per_hour, f"automatic mails to {recipient} an hour"),
@@ -204,36 +248,47 @@ class Handlers:
         self._outcomes = Counter(
             "helpdesk_notifications_total",
             "Notifications handled, by template and outcome "
-            "(sent, failed, deferred, uncertain, duplicate, suppressed).",
+            "(sent, failed, deferred, uncertain, duplicate, suppressed, skipped).",
             ["template", "outcome"],
             registry=metrics,
         )
 
     async def send_notification(self, envelope: Envelope, command: SendNotification) -> None:
-        """Send the mail a command asks for, once; report `NotificationSent` or `NotificationFailed`."""
+        """Send the mail a command asks for, once; report `NotificationSent` or `NotificationFailed`.
+
+        Mail to a customer follows the notify mode (the ticket's, else the global one): `never` records it
+        as skipped and reports nothing, `link` leaves the comment's content out.
+        """
         nid = command.notification_id
+        settings = await self._store.mail_settings()
+        mode: NotifyMode = "email"
+        if command.audience == "customer":
+            mode, source = notify_mode_for(command.context.get("ticket"), settings.notify_mode)
+            if mode == "never":
+                await self._skip(envelope, command, f"not sent: {source} is `never`")
+                return
         if (suppressed := await self._store.suppression(command.to.email)) is not None:
             reason = _undeliverable(command.to.email, suppressed)
             await self._fail_before_sending(envelope, command, reason, outcome="suppressed")
             return
         try:
-            mail = await self.compose(command)
+            mail = await self.compose(command, mode=mode, settings=settings)
         except CannotSend as exc:
             await self._fail_before_sending(envelope, command, str(exc))
             return
-        if not await self._store.claim(nid, self._fields(envelope, command, mail)):
+        if not await self._store.claim(nid, self._fields(envelope, command, mail, mode)):
             await self._seen_before(await self._store.get(nid), envelope, command)
             return
-        if command.auto_submitted and (over := await self._over_cap(command)):
+        if automatic(command) and (over := await self._over_cap(command)):
             await self._refused(envelope, command, f"not sent: {over}", permanent=False, outcome="suppressed")
             return
         try:
-            await self._sender.send(mail.message, sender=command.mailbox, recipients=[command.to.email])
+            await self._sender.send(mail.message, sender=command.mailbox, recipients=[command.to.email, *mail.cc])
         except DeliveryDeferred as exc:
             await self._deferred(envelope, command, exc)
             return
         except DeliveryRefused as exc:
-            await self._refused(envelope, command, f"refused by the mail server: {exc}", permanent=True)
+            await self._refused(envelope, command, f"refused by the mail server: {exc}", permanent=exc.permanent)
             return
         sent = _Unrecorded(mail.message_id, mail.subject, self._clock())
         self._unrecorded[nid] = sent
@@ -259,44 +314,93 @@ class Handlers:
                 return f"the cap of {cap} {what} is reached (loop protection)"
         return None
 
-    async def compose(self, command: SendNotification) -> Composed:
-        """Render the command's template and build the mail; raise `CannotSend` when that is impossible."""
+    async def compose(
+        self, command: SendNotification, *, mode: NotifyMode = "email", settings: MailSettings | None = None
+    ) -> Composed:
+        """Render the command's template and build the mail; raise `CannotSend` when that is impossible.
+
+        The closing greeting and the signature follow the language of the template found; the signature is
+        the agent's when the mail speaks for one (`on_behalf_of`), else the mailbox's, else the general one.
+        """
         template = await self._store.find_template(command.template, languages_to_try(command.language))
         if template is None:
             raise CannotSend(f"unknown template {command.template!r} ({command.language})")
+        settings = settings or await self._store.mail_settings()
+        signatures = with_configured_mailbox_signature(
+            await self._store.signatures(), command.mailbox, self._identity.signature(command.mailbox)
+        )
+        agent, language = command.on_behalf_of, template.language
+        mailbox_signature = pick_signature(signatures, mailbox=command.mailbox, user_id=None, language=language)
+        signature = (
+            pick_signature(signatures, mailbox=command.mailbox, user_id=agent.id, language=language)
+            if agent is not None and agent.id
+            else mailbox_signature
+        )
+        mailbox_name = self._identity.from_name(command.mailbox)
+        copies = await self._copies(command)
         message_id = make_message_id(
             ticket_id=command.ticket_id,
             token=command.notification_id,
             secret=self._identity.message_id_secret,
             domain=self._identity.mail_domain,
         )
+        context = _context(
+            command,
+            mailbox_name=mailbox_name,
+            mailbox_signature=mailbox_signature.text if mailbox_signature else "",
+            signature=signature,
+            closing=settings.closing(language),
+            mode=mode,
+        )
         try:
-            context = _context(
-                command, self._identity.from_name(command.mailbox), self._identity.signature(command.mailbox)
-            )
             rendered = render(template, context, ticket_number=command.ticket_number)
             message = build_message(
                 rendered,
                 to_email=command.to.email,
                 to_name=command.to.name,
                 mailbox=command.mailbox,
-                mailbox_name=self._identity.from_name(command.mailbox),
+                mailbox_name=from_name(mailbox_name, agent),
                 message_id=message_id,
                 ticket_number=command.ticket_number,
                 mail_domain=self._identity.mail_domain,
                 date=self._clock(),
                 in_reply_to=command.in_reply_to,
                 references=command.references,
-                auto_submitted=command.auto_submitted,
+                auto_submitted=automatic(command),
+                cc=[(c.email, c.name) for c in copies],
             )
         except (RenderError, BadAddress) as exc:
             raise CannotSend(f"template {command.template!r}: {exc}") from exc
-        return Composed(message=message, message_id=message_id, subject=rendered.subject)
+        return Composed(
+            message=message, message_id=message_id, subject=rendered.subject, cc=tuple(c.email for c in copies)
+        )
+
+    async def _copies(self, command: SendNotification) -> list[Address]:
+        """Return the Cc addresses to use: each once, not the main recipient, none that is undeliverable."""
+        seen = {command.to.email.lower()}
+        copies: list[Address] = []
+        for copy in command.cc:
+            address = copy.email.lower()
+            if address in seen:
+                continue
+            seen.add(address)
+            if not usable_address(copy.email):
+                log.warning(
+                    "notification %s: Cc %r is not a usable address; left out", command.notification_id, copy.email
+                )
+                continue
+            if (suppressed := await self._store.suppression(copy.email)) is not None:
+                log.info(
+                    "notification %s: Cc left out, %s", command.notification_id, _undeliverable(address, suppressed)
+                )
+                continue
+            copies.append(copy)
+        return copies
 
     async def _seen_before(self, doc: dict[str, Any] | None, envelope: Envelope, command: SendNotification) -> None:
         nid = command.notification_id
         state = (doc or {}).get("state")
-        if state in (SENT, FAILED):
+        if state in (SENT, FAILED, SKIPPED):
             # Its outcome is recorded; the event that reports it may not have gone out yet.
             log.info("notification %s is already %s; not sending again", nid, state)
             self._count(command, "duplicate")
@@ -372,6 +476,15 @@ class Handlers:
         log.warning("notification %s to %s %s: %s", command.notification_id, command.to.email, outcome, reason)
         await self._relay.flush(await self._store.get(command.notification_id))
 
+    async def _skip(self, envelope: Envelope, command: SendNotification, reason: str) -> None:
+        """Record a mail the notify mode says not to send; nothing is reported (nothing failed)."""
+        fields = {**self._fields(envelope, command, None, "never"), "reason": reason, "skipped_at": self._clock()}
+        if not await self._store.skip(command.notification_id, fields):
+            await self._seen_before(await self._store.get(command.notification_id), envelope, command)
+            return
+        self._count(command, "skipped")
+        log.info("notification %s to %s skipped: %s", command.notification_id, command.to.email, reason)
+
     async def _fail_before_sending(
         self, envelope: Envelope, command: SendNotification, reason: str, *, outcome: str = "failed"
     ) -> None:
@@ -415,7 +528,9 @@ class Handlers:
         )
 
     @staticmethod
-    def _fields(envelope: Envelope, command: SendNotification, mail: Composed | None) -> dict[str, Any]:
+    def _fields(
+        envelope: Envelope, command: SendNotification, mail: Composed | None, mode: NotifyMode | None = None
+    ) -> dict[str, Any]:
         fields: dict[str, Any] = {
             "ticket_id": command.ticket_id,
             "ticket_number": command.ticket_number,
@@ -424,12 +539,17 @@ class Handlers:
             "to": command.to.model_dump(mode="json"),
             "mailbox": command.mailbox,
             "rule": command.rule,
+            "audience": command.audience,
+            "on_behalf_of": command.on_behalf_of.model_dump(mode="json") if command.on_behalf_of else None,
             "cause": envelope.event_id,
             "correlation_id": envelope.correlation_id,
         }
+        if mode is not None:
+            fields["notify_mode"] = mode
         if mail is not None:
             fields["message_id"] = mail.message_id
             fields["subject"] = mail.subject
+            fields["cc"] = list(mail.cc)
         return fields
 
     def _count(self, command: SendNotification, outcome: str) -> None:
@@ -445,15 +565,93 @@ def _undeliverable(address: str, suppressed: Mapping[str, Any]) -> str:
     return f"not sent: {address.lower()} is undeliverable since {when} ({status}: {diagnostic})"
 
 
-def _context(command: SendNotification, mailbox_name: str, signature: str = "") -> dict[str, Any]:
-    """Return what the template's tags can use: the command's context, with the ticket's id and number."""
-    context = dict(command.context)
+def automatic(command: SendNotification) -> str | None:
+    """Return the mail's `Auto-Submitted` value: None for mail an agent speaks in, whatever the command says."""
+    return None if command.on_behalf_of is not None else command.auto_submitted
+
+
+def _context(
+    command: SendNotification,
+    *,
+    mailbox_name: str,
+    mailbox_signature: str = "",
+    signature: Signature | None = None,
+    closing: str = "",
+    mode: NotifyMode = "email",
+) -> dict[str, Any]:
+    """Return what the template's tags can use: the command's context, and what notify adds.
+
+    Notify adds the ticket's id and number, the recipient, the mailbox, the sender, the closing greeting, the
+    signature and the notify mode; in link mode it takes the comment's content out first.
+    """
+    context = without_content(command.context) if mode == "link" else dict(command.context)
     ticket = context.get("ticket")
     context["ticket"] = {
         "ticket_id": command.ticket_id,
         "number": command.ticket_number,
         **(ticket if isinstance(ticket, Mapping) else {}),
     }
+    agent = command.on_behalf_of
     context["recipient"] = command.to.model_dump()
-    context["mailbox"] = {"address": command.mailbox, "name": mailbox_name, "signature": signature}
+    context["mailbox"] = {"address": command.mailbox, "name": mailbox_name, "signature": mailbox_signature}
+    context["sender"] = {"name": (agent.name if agent and agent.name else mailbox_name), "email": command.mailbox}
+    context["on_behalf_of"] = agent.model_dump() if agent else None
+    context["closing"] = closing
+    context["signature"] = signature.value() if signature else ""
+    context["notify_mode"] = mode
     return context
+
+
+class InAppStore(Protocol):
+    """The part of `notify.store.Store` the in-app notifications use."""
+
+    async def add_inapp(self, docs: list[dict[str, Any]]) -> int:
+        """Store notices that are not stored yet; return how many were new."""
+        ...
+
+
+class InAppNotifier:
+    """Turns ticket events into in-app notifications: the new handler, the people @mentioned."""
+
+    def __init__(self, store: InAppStore, *, metrics: CollectorRegistry) -> None:
+        self._store = store
+        self._added = Counter(
+            "helpdesk_inapp_notifications_total", "In-app notifications stored, by kind.", ["kind"], registry=metrics
+        )
+
+    async def tell_assignee(self, envelope: Envelope, event: TicketAssigned) -> None:
+        """Tell a ticket's new handler it is theirs now (not when they took it themselves)."""
+        await self._add(envelope, event.ticket, assignment_notices(envelope.event_id, event), None)
+
+    async def tell_mentioned(self, envelope: Envelope, event: CommentAdded) -> None:
+        """Tell each person @mentioned in a comment (not its author) about it."""
+        if event.mentions:
+            notices = mention_notices(envelope.event_id, event)
+            await self._add(envelope, event.ticket, notices, event.comment.comment_id)
+
+    async def _add(
+        self, envelope: Envelope, ticket: TicketSnapshot, notices: list[InAppNotice], comment_id: str | None
+    ) -> None:
+        if not notices:
+            return
+        docs = [
+            {
+                "_id": notice.notice_id,
+                "user_id": notice.user_id,
+                "ticket_id": ticket.ticket_id,
+                "ticket_number": ticket.number,
+                "ticket_title": ticket.title,
+                "kind": notice.kind,
+                "text": notice.text,
+                "comment_id": comment_id,
+                "cause": envelope.event_id,
+                # The event's time, not ours: a redelivery writes the same document.
+                "created_at": envelope.occurred_at,
+                "read_at": None,
+            }
+            for notice in notices
+        ]
+        added = await self._store.add_inapp(docs)
+        if added:
+            self._added.labels(notices[0].kind).inc(added)
+        log.info("ticket #%s: %d in-app notification(s), %d new", ticket.number, len(docs), added)

@@ -34,8 +34,8 @@ class Settings(ServiceSettings, ServiceTokenSettings, MessageIdSettings, Outboun
     mailbox_signatures: dict[str, str] = Field(
         default_factory=dict,
         description="Signatures by mailbox, as JSON: "
-        '{"support@example.com": "Example Ltd\\nSupport: +46 8 123 45 67"}; the default templates end with the '
-        "mailbox's signature (`{{ mailbox.signature }}`), mailboxes not listed have none.",
+        '{"support@example.com": "Example Ltd\\nSupport: +46 8 123 45 67"}; the mailbox layer of the signatures '
+        "for a mailbox with none stored through the API (`PUT /signatures`).",
     )
     default_from_name: str = Field(default="Support", description="Display name for mailboxes not listed.")
     smtp_max_attempts: int = Field(
@@ -54,4 +54,10 @@ class Settings(ServiceSettings, ServiceTokenSettings, MessageIdSettings, Outboun
     )
     auto_mail_per_recipient_per_day: int = Field(
         default=30, ge=0, description="Automatic mails one address may receive a day; 0: no cap."
+    )
+    staff_notices_per_hour: int = Field(
+        default=60,
+        ge=0,
+        description="Notices (handler, group) one member of staff may receive an hour, counted apart from "
+        "the caps above; 0: no cap.",
     )

@@ -26,7 +26,15 @@ class DeliveryDeferred(Exception):
 
 
 class DeliveryRefused(Exception):
-    """The server refused the mail for good (5xx); trying again cannot help."""
+    """The server refused the mail for good (5xx); trying again cannot help.
+
+    Also raised, with `permanent` False, when the server said "later" (4xx) about the main recipient but
+    took the copies: trying again would send the copies twice.
+    """
+
+    def __init__(self, reason: str, *, permanent: bool = True) -> None:
+        super().__init__(reason)
+        self.permanent = permanent
 
 
 class MailSender(Protocol):
@@ -52,7 +60,7 @@ class SmtpSender:
         """Send one mail; translate the server's answer into deferred or refused."""
         s = self._settings
         try:
-            await aiosmtplib.send(
+            refused, _ = await aiosmtplib.send(
                 message,
                 sender=sender,
                 recipients=recipients,
@@ -79,3 +87,12 @@ class SmtpSender:
         except (aiosmtplib.SMTPException, OSError) as exc:
             # Refused connections, timeouts, dropped connections, TLS trouble: the server is away for now.
             raise DeliveryDeferred(f"{type(exc).__name__}: {exc}") from exc
+        # The server took the mail for some recipients and refused others: it has gone out, so it is never
+        # tried again. Refused copies are only logged; a refused main recipient makes the mail a failure.
+        for recipient, answer in refused.items():
+            log.warning("the mail server refused %s for %s: %s %s", recipient, message["Message-ID"], *answer)
+        if recipients and (main := refused.get(recipients[0])) is not None:
+            reason = f"{main.code} {recipients[0]}: {main.message}"
+            if main.code >= 500:
+                raise DeliveryRefused(reason)
+            raise DeliveryRefused(f"{reason} (the copies went out, so it is not tried again)", permanent=False)

@@ -1,8 +1,9 @@
-"""The only module of notify that talks to MongoDB: one document per notification, and the templates.
+"""The only module of notify that talks to MongoDB: notifications, templates, signatures, settings, in-app.
 
 A notification document (`_id` = notification id) moves through states:
 `sending` (claimed, the SMTP attempt is under way) -> `sent` | `failed` | `deferred` (the server
-said "later"; may be claimed again) ; `uncertain` when a redelivery finds it still `sending`.
+said "later"; may be claimed again) ; `uncertain` when a redelivery finds it still `sending`;
+`skipped` when the notify mode says not to send it at all.
 """
 
 import time
@@ -17,13 +18,15 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from contracts import Envelope
-from notify.domain import Template
+from notify.domain import MailSettings, Signature, SignatureFields, Template, signature_id
 
 SENDING = "sending"
 SENT = "sent"
 FAILED = "failed"
 DEFERRED = "deferred"
 UNCERTAIN = "uncertain"
+SKIPPED = "skipped"
+MAIL_SETTINGS_ID = "mail"
 
 
 def template_id(key: str, language: str) -> str:
@@ -36,19 +39,34 @@ def template_from_doc(doc: dict[str, Any]) -> Template:
     return Template.model_validate({k: doc[k] for k in ("key", "language", "subject", "text", "html")})
 
 
-# Templates are read for every mail; an edit through the API clears the cache, other edits show within 5 s.
+# Templates, signatures and settings are read for every mail; an edit through the API clears this process's
+# cache, other edits (another process, the database) show within 5 s.
 TEMPLATE_CACHE_SECONDS = 5.0
 
 
+def signature_from_doc(doc: dict[str, Any]) -> Signature:
+    """Read a signature document back into a `Signature`."""
+    return Signature.model_validate({k: doc.get(k) for k in SignatureFields.model_fields})
+
+
 class Store:
-    """Notifications (`notifications`) and email templates (`templates`)."""
+    """Notifications, email templates, signatures, the mail settings and in-app notifications.
+
+    Collections: `notifications`, `templates`, `signatures`, `settings`, `inapp` (and the counts and
+    suppressed addresses that protect recipients).
+    """
 
     def __init__(self, db: Any) -> None:
         self.collection: AsyncCollection[dict[str, Any]] = db["notifications"]
         self.templates: AsyncCollection[dict[str, Any]] = db["templates"]
         self.auto_counts: AsyncCollection[dict[str, Any]] = db["auto_mail_counts"]
         self.suppressed: AsyncCollection[dict[str, Any]] = db["suppressed_addresses"]
+        self.signature_docs: AsyncCollection[dict[str, Any]] = db["signatures"]
+        self.settings: AsyncCollection[dict[str, Any]] = db["settings"]
+        self.inapp: AsyncCollection[dict[str, Any]] = db["inapp"]
         self._template_cache: dict[str, tuple[float, Template | None]] = {}
+        self._signature_cache: tuple[float, list[Signature]] | None = None
+        self._settings_cache: tuple[float, MailSettings] | None = None
 
     async def ensure_indexes(self) -> None:
         """Create the indexes the queries need."""
@@ -56,6 +74,10 @@ class Store:
         await self.collection.create_index([(OUTBOX_SINCE, ASCENDING)], name="outbox_since")  # the sweeper's
         await self.templates.create_index([("key", ASCENDING), ("language", ASCENDING)], name="key_language")
         await self.auto_counts.create_index([("until", ASCENDING)], name="until")
+        await self.inapp.create_index([("user_id", ASCENDING), ("created_at", DESCENDING)], name="user_newest")
+        await self.inapp.create_index(
+            [("user_id", ASCENDING), ("read_at", ASCENDING), ("created_at", DESCENDING)], name="user_unread"
+        )
 
     async def count_automatic(self, key: str, window: timedelta, now: datetime) -> int:
         """Count one automatic mail for `key` in the current window of that length; return the window's count.
@@ -70,7 +92,7 @@ class Store:
             upsert=True,
             return_document=ReturnDocument.AFTER,
         )
-        return int(doc["n"])
+        return int(doc["n"]) if doc else 1  # an upsert returning the document after it always finds one
 
     async def forget_counts(self, now: datetime) -> int:
         """Drop the counts of windows that have ended; return how many."""
@@ -145,14 +167,18 @@ class Store:
         self, notification_id: str, fields: dict[str, Any], outbox: list[tuple[str, Envelope]]
     ) -> bool:
         """Record a notification that cannot be sent at all (new or deferred); False in another state."""
+        return await self._unsent(notification_id, FAILED, {**fields, **outbox_set(outbox)})
+
+    async def skip(self, notification_id: str, fields: dict[str, Any]) -> bool:
+        """Record a notification the notify mode says not to send (new or deferred); False in another state."""
+        return await self._unsent(notification_id, SKIPPED, fields)
+
+    async def _unsent(self, notification_id: str, state: str, fields: dict[str, Any]) -> bool:
         now = utcnow()
         try:
             await self.collection.update_one(
                 {"_id": notification_id, "state": DEFERRED},
-                {
-                    "$set": {**fields, "state": FAILED, "updated_at": now, **outbox_set(outbox)},
-                    "$setOnInsert": {"created_at": now},
-                },
+                {"$set": {**fields, "state": state, "updated_at": now}, "$setOnInsert": {"created_at": now}},
                 upsert=True,
             )
         except DuplicateKeyError:
@@ -214,3 +240,75 @@ class Store:
             )
             added += 1 if result.upserted_id is not None else 0
         return added
+
+    async def signatures(self) -> list[Signature]:
+        """Return every stored signature (cached for a few seconds)."""
+        cached = self._signature_cache
+        if cached is None or time.monotonic() - cached[0] > TEMPLATE_CACHE_SECONDS:
+            cursor = self.signature_docs.find({}).sort([("_id", ASCENDING)])
+            cached = (time.monotonic(), [signature_from_doc(d) async for d in cursor])
+            self._signature_cache = cached
+        return list(cached[1])
+
+    async def put_signature(self, signature: Signature) -> Signature:
+        """Create or replace the signature of one scope (mailbox, user and language)."""
+        self._signature_cache = None
+        now = utcnow()
+        await self.signature_docs.update_one(
+            {"_id": signature_id(*signature.key)},
+            {"$set": {**signature.model_dump(), "updated_at": now}, "$setOnInsert": {"created_at": now}},
+            upsert=True,
+        )
+        return signature
+
+    async def delete_signature(
+        self, scope: str, mailbox: str | None, user_id: str | None, language: str | None
+    ) -> bool:
+        """Delete the signature of one scope; tell whether there was one."""
+        self._signature_cache = None
+        result = await self.signature_docs.delete_one({"_id": signature_id(scope, mailbox, user_id, language)})
+        return result.deleted_count == 1
+
+    async def mail_settings(self) -> MailSettings:
+        """Return the mail settings (the defaults until an admin saves some; cached for a few seconds)."""
+        cached = self._settings_cache
+        if cached is None or time.monotonic() - cached[0] > TEMPLATE_CACHE_SECONDS:
+            doc = await self.settings.find_one({"_id": MAIL_SETTINGS_ID})
+            fields = {k: doc[k] for k in MailSettings.model_fields if k in doc} if doc else {}
+            cached = (time.monotonic(), MailSettings.model_validate(fields))
+            self._settings_cache = cached
+        return cached[1]
+
+    async def put_mail_settings(self, settings: MailSettings) -> MailSettings:
+        """Replace the mail settings."""
+        self._settings_cache = None
+        await self.settings.update_one(
+            {"_id": MAIL_SETTINGS_ID}, {"$set": {**settings.model_dump(), "updated_at": utcnow()}}, upsert=True
+        )
+        return settings
+
+    async def add_inapp(self, docs: list[dict[str, Any]]) -> int:
+        """Store in-app notifications whose id is new; return how many were (a redelivery adds none)."""
+        added = 0
+        for doc in docs:
+            try:
+                result = await self.inapp.update_one({"_id": doc["_id"]}, {"$setOnInsert": doc}, upsert=True)
+            except DuplicateKeyError:  # the same notice stored at the same moment by a concurrent delivery
+                continue
+            added += 1 if result.upserted_id is not None else 0
+        return added
+
+    async def list_inapp(self, user_id: str, *, unread: bool, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Return a user's in-app notifications, newest first (only the unread ones if asked), and the unread count."""
+        flt: dict[str, Any] = {"user_id": user_id, **({"read_at": None} if unread else {})}
+        cursor = self.inapp.find(flt).sort([("created_at", DESCENDING), ("_id", ASCENDING)]).limit(limit)
+        items = [d async for d in cursor]
+        return items, await self.inapp.count_documents({"user_id": user_id, "read_at": None})
+
+    async def mark_inapp_read(self, user_id: str, ids: Sequence[str] | None, at: datetime) -> int:
+        """Mark a user's notifications read (the given ids, or all when None); return how many changed."""
+        flt: dict[str, Any] = {"user_id": user_id, "read_at": None}
+        if ids is not None:
+            flt["_id"] = {"$in": list(ids)}
+        result = await self.inapp.update_many(flt, {"$set": {"read_at": at}})
+        return result.modified_count
