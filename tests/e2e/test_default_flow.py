@@ -1,5 +1,6 @@
 """The default rules end to end by email: auto-reply, assignment, agent reply, customer reply, statuses."""
 
+import time
 from email.message import EmailMessage
 
 from local import LocalHelpdesk
@@ -115,6 +116,73 @@ def test_the_default_flow_works_by_email_from_first_mail_to_the_customers_answer
     } <= fired
 
 
+def priority_changes(hd: LocalHelpdesk, number: int) -> list[dict]:
+    return [a for a in api(hd, "tickets", f"/api/tickets/{number}")["activity"] if "priority" in a["detail"]]
+
+
 def _body(message: EmailMessage) -> str:
     part = message.get_body(("plain",))
     return part.get_content() if part is not None else ""
+
+
+def test_two_rules_that_answer_each_other_are_cut_off_at_the_depth_limit(helpdesk: LocalHelpdesk) -> None:
+    """A rule that raises the priority and one that lowers it would loop for ever; the chain stops at depth 5."""
+    rules = {
+        "loop-lower": ("high", "low"),
+        "loop-raise": ("low", "high"),
+    }
+    for rule_id, (when, then) in rules.items():
+        api_send(
+            helpdesk,
+            "triggers",
+            "PUT",
+            f"/rules/{rule_id}",
+            {
+                "name": f"Loop test: {when} → {then}",
+                "event": "ticket.updated",
+                "field": "priority",
+                "applies_to": {"channels": ["api"]},
+                "conditions": [{"field": "ticket.priority", "op": "is", "value": when}],
+                "actions": [{"type": "set_fields", "fields": {"priority": then}}],
+            },
+        )
+    try:
+        created = api_send(
+            helpdesk,
+            "tickets",
+            "POST",
+            "/api/tickets",
+            {
+                "command_id": "loop-ticket-0001",
+                "channel": "api",
+                "requester": {"email": "loop.tester@example.org"},
+                "fields": {"title": "Loop test", "priority": "medium"},
+            },
+        )
+        number = created["number"]
+        # the rules are cached for up to HELPDESK_RULES_CACHE_SECONDS (5); the change must come after they are seen
+        time.sleep(6)
+        api_send(
+            helpdesk,
+            "tickets",
+            "PATCH",
+            f"/api/tickets/{number}",
+            {"command_id": "loop-raise-0001", "fields": {"priority": "high"}},
+        )
+
+        def cut_off() -> list[dict] | None:
+            records = api(helpdesk, "triggers", f"/firings?ticket_id={created['ticket_id']}")
+            cuts = [c for r in records for c in r.get("cut_offs", []) if "too deep" in c["reason"]]
+            return cuts or None
+
+        (cut,) = eventually(cut_off, what="the cut-off in the firing log")
+        assert "limit 5" in cut["reason"]
+        changes = [
+            a for a in api(helpdesk, "tickets", f"/api/tickets/{number}")["activity"] if "priority" in a["detail"]
+        ]
+        time.sleep(2)
+        again = [a for a in api(helpdesk, "tickets", f"/api/tickets/{number}")["activity"] if "priority" in a["detail"]]
+        assert len(again) == len(changes) == 6  # the person's change and five by rules, then it stopped
+    finally:
+        for rule_id in rules:
+            api_send(helpdesk, "triggers", "POST", f"/rules/{rule_id}/active", {"active": False})

@@ -177,3 +177,24 @@ def test_a_rule_refuses_unknown_operators_targets_and_paths():
 def test_the_default_rules_survive_a_round_trip_through_json():
     for rule in default_rules():
         assert Rule.model_validate_json(rule.model_dump_json()) == rule
+
+
+def test_the_requester_who_created_a_ticket_still_gets_the_auto_reply_but_not_mail_about_their_own_comment():
+    from contracts.models import Actor
+
+    from tests_triggers.builders import comment_added
+
+    created = event_dict()
+    created["actor"] = Actor(role="customer", email="alice@example.com").model_dump(mode="json")
+    assert len(actions_to_run(evaluate(default_rules(), "ticket.created", created))) == 1
+
+    echo = Rule(
+        id="echo",
+        name="Echo",
+        event="comment.added",
+        comment_by="customer",
+        actions=(SendTemplate(template="got_it", target="customer"),),
+    )
+    reply = comment_added(author=Actor(role="customer", email="alice@example.com")).model_dump(mode="json")
+    (firing,) = evaluate([echo], "comment.added", reply)
+    assert firing.actions == () and "their own comment" in firing.suppressed[0].reason

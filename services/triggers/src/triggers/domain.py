@@ -549,7 +549,8 @@ def _guard(action: ActionModel, event: Mapping[str, Any]) -> str | None:
     person = acting_person(event)
     if action.target == CUSTOMER:
         reason = customer_block_reason(event)
-        if reason is None and person.get("role") == "customer":
+        # A new ticket's requester created it and still gets the auto-reply; a comment of theirs is theirs.
+        if reason is None and isinstance(event.get("comment"), Mapping) and person.get("role") == "customer":
             email = str(person.get("email") or "").casefold()
             if email and email == str(lookup(event, "ticket.requester.email") or "").casefold():
                 return "nobody is mailed about their own comment or change (the requester did it)"

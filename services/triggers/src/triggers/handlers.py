@@ -614,6 +614,8 @@ class Handlers:
         }
         if comment is not None:
             context["comment"] = comment
+        if isinstance(event.get("actor"), dict):
+            context["actor"] = event["actor"]
         for key in ("metric", "stage", "due_at", "policy"):
             if key in event:
                 context.setdefault("sla", {})[key] = event[key]
