@@ -118,6 +118,7 @@ class LocalHelpdesk:
             "HELPDESK_MONGO_URL": f"mongodb://127.0.0.1:{p.mongo}/",
             "HELPDESK_TOPIC_PARTITIONS": str(self.partitions),
             "HELPDESK_TICKETS_URL": f"http://127.0.0.1:{p.tickets}",
+            "HELPDESK_TRIGGERS_URL": f"http://127.0.0.1:{p.triggers}",
             "HELPDESK_INGEST_URL": f"http://127.0.0.1:{p.ingest}",
             "HELPDESK_PUBLIC_URL": f"http://127.0.0.1:{p.portal}",
             "HELPDESK_PORTAL_URL": f"http://127.0.0.1:{p.portal}",

@@ -13,7 +13,7 @@ from portal.domain import Role, User
 from portal.security import Passwords, SignInLimiter
 from portal.settings import Settings
 
-from .fakes import FakeIngest, FakeTickets, FakeUsers
+from .fakes import FakeIngest, FakeTickets, FakeTriggers, FakeUsers
 
 ADMIN_EMAIL = "admin@localhost"
 ADMIN_PASSWORD = "correct horse battery staple"  # noqa: S105 - a test password
@@ -50,6 +50,11 @@ def ingest() -> FakeIngest:
 
 
 @pytest.fixture
+def triggers() -> FakeTriggers:
+    return FakeTriggers()
+
+
+@pytest.fixture
 def limiter() -> SignInLimiter:
     return SignInLimiter()
 
@@ -60,10 +65,19 @@ def client(
     users: FakeUsers,
     tickets: FakeTickets,
     ingest: FakeIngest,
+    triggers: FakeTriggers,
     passwords: Passwords,
     limiter: SignInLimiter,
 ) -> Iterator[TestClient]:
-    app = create_app(settings, users=users, tickets=tickets, ingest=ingest, passwords=passwords, limiter=limiter)
+    app = create_app(
+        settings,
+        users=users,
+        tickets=tickets,
+        ingest=ingest,
+        triggers=triggers,
+        passwords=passwords,
+        limiter=limiter,
+    )
     # Not entered as a context manager: the lifespan would start Kafka, which these tests do not need.
     yield TestClient(app, follow_redirects=False)
     asyncio.run(app.state.runtime.mongo.close())

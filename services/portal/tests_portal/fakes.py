@@ -1,4 +1,4 @@
-"""In-memory stand-ins for the user store and the tickets service."""
+"""In-memory stand-ins for the user store and the tickets, ingest and triggers services."""
 
 from collections.abc import Iterable
 from dataclasses import replace
@@ -8,6 +8,7 @@ from typing import Any
 from portal.domain import VIEWS, Actor, EmailTaken, User
 from portal.ingest_client import Download, IngestNotFound, IngestUnavailable, QuarantineEntry, Reprocessed
 from portal.tickets_client import TicketDetail, TicketNotFound, TicketPage, TicketsUnavailable
+from portal.triggers_client import FiringRecord, TriggersUnavailable
 
 
 class FakeUsers:
@@ -174,6 +175,63 @@ class FakeIngest:
         if quarantine_id not in self.outcomes:
             raise IngestNotFound(quarantine_id)
         return self.outcomes[quarantine_id]
+
+    async def aclose(self) -> None:
+        return None
+
+
+def firing_record(ticket_id: str = "t-1", **overrides: Any) -> dict[str, Any]:
+    """Return a record of triggers' firing log as `GET /firings` sends it: an agent's reply and two rules."""
+    data: dict[str, Any] = {
+        "event_id": "e-1",
+        "event": "comment.added",
+        "event_type": "CommentAdded",
+        "ticket_id": ticket_id,
+        "ticket_number": 1,
+        "correlation_id": "e-1",
+        "handled_at": datetime(2025, 3, 4, 10, 15, tzinfo=UTC).isoformat(),
+        "firings": [
+            {
+                "rule_id": "email-agent-reply",
+                "rule_name": "Agent's reply → mail to customer",
+                "depth": 0,
+                "conditions_met": ["comment.visibility is 'public'"],
+                "actions": [{"type": "send_template", "template": "agent_reply", "target": "customer"}],
+                "suppressed": [],
+                "notification_ids": ["n-1"],
+                "commands": [],
+            },
+            {
+                "rule_id": "agent-reply-waiting-for-customer",
+                "rule_name": "Agent's reply → Waiting for customer",
+                "depth": 0,
+                "conditions_met": ["ticket.status_category is 'open'"],
+                "actions": [{"type": "set_fields", "fields": {"status_category": "waiting_for_customer"}}],
+                "suppressed": [],
+                "notification_ids": [],
+                "commands": ["cmd-1"],
+            },
+        ],
+        "cut_offs": [],
+        "webhooks": [],
+    }
+    data.update(overrides)
+    return data
+
+
+class FakeTriggers:
+    """Triggers' firing log per ticket id, with every ticket id asked for recorded."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, list[dict[str, Any]]] = {}
+        self.asked: list[str] = []
+        self.down = False
+
+    async def firings(self, ticket_id: str, *, limit: int = 100) -> list[FiringRecord]:
+        self.asked.append(ticket_id)
+        if self.down:
+            raise TriggersUnavailable("triggers unreachable: ReadTimeout")
+        return [FiringRecord.model_validate(r) for r in self.records.get(ticket_id, [])[:limit]]
 
     async def aclose(self) -> None:
         return None

@@ -1,4 +1,4 @@
-"""Wiring of the portal process: runtime, user store, tickets client, pages."""
+"""Wiring of the portal process: runtime, user store, clients of tickets, ingest and triggers, pages."""
 
 import logging
 from typing import Any
@@ -18,6 +18,7 @@ from portal.security import Passwords, SessionCodec, SignInLimiter
 from portal.settings import Settings
 from portal.store import UserStore
 from portal.tickets_client import Tickets, TicketsClient
+from portal.triggers_client import Triggers, TriggersClient
 
 
 def create_app(
@@ -29,10 +30,11 @@ def create_app(
     users: Users | None = None,
     tickets: Tickets | None = None,
     ingest: Ingest | None = None,
+    triggers: Triggers | None = None,
     passwords: Passwords | None = None,
     limiter: SignInLimiter | None = None,
 ) -> FastAPI:
-    """Return the portal app; tests hand in fakes for the user store, the tickets service and ingest."""
+    """Return the portal app; tests hand in fakes for the user store, the tickets service, ingest and triggers."""
     rt = build_runtime("portal", settings, broker=broker, mongo=mongo, configure_logging=configure_logging)
     if configure_logging:
         # One line per call to the tickets service is noise; failures are logged by the client.
@@ -51,11 +53,17 @@ def create_app(
             settings.ingest_url, settings.service_token.get_secret_value(), timeout=settings.ingest_timeout
         )
     rt.on_stop.append(ingest.aclose)
+    if triggers is None:
+        triggers = TriggersClient(
+            settings.triggers_url, settings.service_token.get_secret_value(), timeout=settings.triggers_timeout
+        )
+    rt.on_stop.append(triggers.aclose)
     sign_ins = Counter("helpdesk_portal_sign_ins", "Sign-in attempts by outcome.", ["outcome"], registry=rt.metrics)
     portal = web.Portal(
         accounts=Accounts(users, passwords or Passwords(), limiter),
         tickets=tickets,
         ingest=ingest,
+        triggers=triggers,
         sessions=SessionCodec(settings.session_secret.get_secret_value()),
         cookie_secure=settings.cookie_secure,
         sign_ins=sign_ins,

@@ -18,6 +18,14 @@ class Settings(ServiceSettings, ServiceTokenSettings):
         default="http://127.0.0.1:8001", description="Base URL of ingest's HTTP API (attachments, quarantine)."
     )
     ingest_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for ingest before showing an error.")
+    triggers_url: str = Field(
+        default="http://127.0.0.1:8003", description="Base URL of the triggers service's HTTP API (the firing log)."
+    )
+    triggers_timeout: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds to wait for triggers before showing a ticket without its automation log.",
+    )
     session_secret: SecretStr = Field(
         description="Key that signs session cookies and CSRF tokens (no default, at least 32 characters).",
         min_length=32,

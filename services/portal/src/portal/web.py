@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from portal.accounts import Accounts, TooManyAttempts, WrongCredentials
+from portal.automation_log import AutomationEntry, automation_entries, merged_log
 from portal.domain import (
     CHANNEL_LABELS,
     DEFAULT_VIEW,
@@ -38,6 +39,7 @@ from portal.domain import (
 from portal.ingest_client import Download, Ingest, IngestNotFound, IngestUnavailable
 from portal.security import Session, SessionCodec
 from portal.tickets_client import Comment, TicketDetail, TicketNotFound, Tickets, TicketsUnavailable
+from portal.triggers_client import Triggers, TriggersUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ HERE = Path(__file__).parent
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_TICKET_NUMBER = 2**53
 MAX_CURSOR_LENGTH = 2000
+FIRINGS_SHOWN = 100
 
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (
@@ -108,6 +111,7 @@ class Portal:
     accounts: Accounts
     tickets: Tickets
     ingest: Ingest
+    triggers: Triggers
     sessions: SessionCodec
     cookie_secure: bool
     sign_ins: Counter | None = None
@@ -432,14 +436,26 @@ def build_router(portal: Portal, templates: Jinja2Templates) -> APIRouter:
             first_link=f"/tickets?{urlencode({'view': view})}" if cursor else "",
         )
 
+    async def automations_of(ticket: TicketDetail) -> list[AutomationEntry] | None:
+        # The firing log is for staff only, and a help: without it the page still shows the ticket.
+        try:
+            return automation_entries(await portal.triggers.firings(ticket.ticket_id, limit=FIRINGS_SHOWN))
+        except TriggersUnavailable as exc:
+            log.warning("showing ticket #%s without its automation log: %s", ticket.number, exc)
+            return None
+
     @router.get("/tickets/{number}")
     async def ticket_detail(request: Request, user: Agent, number: str) -> Response:
         ticket = await portal.tickets.get_ticket(Actor.of(user), _ticket_number(number))
-        handlers = await portal.accounts.users.names([ticket.handler] if ticket.handler else [])
+        handlers, automations = await asyncio.gather(
+            portal.accounts.users.names([ticket.handler] if ticket.handler else []), automations_of(ticket)
+        )
         response = render(
             request,
             "ticket.html",
             ticket=ticket,
+            log_entries=merged_log(ticket.activity, automations or []),
+            automation_log_unavailable=automations is None,
             handler_name=handlers.get(ticket.handler or "", ticket.handler or ""),
             show_description=_description_is_separate(ticket.description, ticket.comments),
             **_files(ticket, f"/tickets/{ticket.number}/attachments/"),
