@@ -58,6 +58,21 @@ def caught(hd: LocalHelpdesk) -> list[EmailMessage]:
     return [email.message_from_bytes(f.read_bytes(), policy=email.policy.default) for f in files]  # type: ignore[misc]
 
 
+def _request(
+    hd: LocalHelpdesk, service: str, path: str, *, role: str, actor: str, email_: str, **options: Any
+) -> urllib.request.Request:
+    """Return a request to a service's API, signed with the service token, acting for an actor."""
+    headers = {
+        "Authorization": f"Bearer {hd.secrets['HELPDESK_SERVICE_TOKEN']}",
+        "X-Actor-Id": actor,
+        "X-Actor-Role": role,
+        "X-Actor-Email": email_,
+        **options.pop("headers", {}),
+    }
+    url = f"http://127.0.0.1:{hd.ports.http(service)}{path}"
+    return urllib.request.Request(url, headers=headers, **options)  # noqa: S310 - loopback
+
+
 def api(
     hd: LocalHelpdesk,
     service: str,
@@ -68,15 +83,7 @@ def api(
     email_: str = "",
 ) -> Any:
     """GET a JSON API of a service as an actor."""
-    request = urllib.request.Request(  # noqa: S310 - loopback
-        f"http://127.0.0.1:{hd.ports.http(service)}{path}",
-        headers={
-            "Authorization": f"Bearer {hd.secrets['HELPDESK_SERVICE_TOKEN']}",
-            "X-Actor-Id": actor,
-            "X-Actor-Role": role,
-            "X-Actor-Email": email_,
-        },
-    )
+    request = _request(hd, service, path, role=role, actor=actor, email_=email_)
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
         return json.loads(response.read())
 
@@ -93,17 +100,16 @@ def api_send(
     email_: str = "",
 ) -> Any:
     """Send a JSON body to an API of a service as an actor (POST, PUT, PATCH); return the JSON answer."""
-    request = urllib.request.Request(  # noqa: S310 - loopback
-        f"http://127.0.0.1:{hd.ports.http(service)}{path}",
+    request = _request(
+        hd,
+        service,
+        path,
+        role=role,
+        actor=actor,
+        email_=email_,
         data=json.dumps(body).encode(),
         method=method,
-        headers={
-            "Authorization": f"Bearer {hd.secrets['HELPDESK_SERVICE_TOKEN']}",
-            "Content-Type": "application/json",
-            "X-Actor-Id": actor,
-            "X-Actor-Role": role,
-            "X-Actor-Email": email_,
-        },
+        headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
         raw = response.read()
