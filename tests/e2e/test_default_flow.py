@@ -186,3 +186,39 @@ def test_two_rules_that_answer_each_other_are_cut_off_at_the_depth_limit(helpdes
     finally:
         for rule_id in rules:
             api_send(helpdesk, "triggers", "POST", f"/rules/{rule_id}/active", {"active": False})
+
+
+def test_a_dormant_ticket_wakes_up_by_itself_when_its_date_comes(helpdesk: LocalHelpdesk) -> None:
+    """The time rule 'Dormant ticket wakes up' runs on the durable scheduler through Kafka and tickets."""
+    from datetime import UTC, datetime, timedelta
+
+    created = api_send(
+        helpdesk,
+        "tickets",
+        "POST",
+        "/api/tickets",
+        {
+            "command_id": "dormant-ticket-0001",
+            "channel": "api",
+            "requester": {"email": "sleepy@example.org"},
+            "fields": {"title": "Call back in a moment"},
+        },
+    )
+    number = created["number"]
+    wake = datetime.now(UTC) + timedelta(seconds=4)
+    api_send(
+        helpdesk,
+        "tickets",
+        "PATCH",
+        f"/api/tickets/{number}",
+        {
+            "command_id": "dormant-ticket-0002",
+            "fields": {"handler": "admin-1", "status": "dormant", "dormant_until": wake.isoformat()},
+        },
+    )
+    assert status_of(helpdesk, number) == "dormant"
+
+    assert eventually(lambda: status_of(helpdesk, number) == "open", timeout=40, what="the ticket to wake up")
+    woke = next(a for a in api(helpdesk, "tickets", f"/api/tickets/{number}")["activity"] if "open" in a["detail"])
+    assert "Dormant ticket wakes up" in woke["detail"] or "wake-dormant-ticket" in str(woke)
+    assert datetime.fromisoformat(woke["at"].replace("Z", "+00:00")) >= wake
