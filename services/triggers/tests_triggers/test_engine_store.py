@@ -557,3 +557,105 @@ async def test_an_invalid_rule_gets_an_error_naming_the_wrong_part(mongo, body, 
     detail = response.json()["detail"]
     assert loc in [e["loc"][: len(loc)] for e in detail], detail
     assert all(e["msg"] for e in detail)
+
+
+async def test_old_firing_records_are_purged_but_never_one_whose_commands_have_not_gone_out(mongo):
+    engine = await _engine(mongo, [_rule("auto-reply-new-ticket")])
+    sent, stuck, recent = ticket_created(), ticket_created(ticket_id="t-2", number=2), ticket_created(ticket_id="t-3")
+    await engine.handlers.ticket_created(envelope_of(sent, "old-sent"), sent)
+    engine.publisher.fail_next = 1
+    with pytest.raises(ConnectionError):
+        await engine.handlers.ticket_created(envelope_of(stuck, "old-stuck"), stuck)
+    engine.clock.now += timedelta(days=31)
+    await engine.handlers.ticket_created(envelope_of(recent, "recent"), recent)
+
+    purged = await engine.store.purge_firings(engine.clock.now - timedelta(days=30))
+
+    assert purged == 1
+    left = {d["_id"] async for d in engine.store.collection.find({}, {"_id": 1})}
+    assert left == {"old-stuck", "recent"}
+
+
+async def test_a_crash_after_the_record_before_the_timers_is_mended_by_the_redelivery(mongo):
+    engine = await _engine(mongo, [_rule("wake-dormant-ticket")])
+    asleep = updated(
+        [FieldChange(field="status", old="open", new="dormant")],
+        status="dormant",
+        status_category="dormant",
+        wake_at=NOW + timedelta(hours=1),
+    )
+    real_schedule = engine.handlers._schedule_time_rules
+
+    async def crash(*args: Any) -> None:
+        raise RuntimeError("killed between the record and the timers")
+
+    engine.handlers._schedule_time_rules = crash  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        await engine.handlers.ticket_updated(envelope_of(asleep, "evt-d"), asleep)
+    assert await engine.store.timers.count_documents({}) == 0
+    engine.handlers._schedule_time_rules = real_schedule  # type: ignore[method-assign]
+
+    await engine.handlers.ticket_updated(envelope_of(asleep, "evt-d"), asleep)  # Kafka delivers it again
+    await engine.tick(3601)
+
+    (update,) = engine.sent("UpdateTicket")
+    assert update.fields == {"status_category": "open"}
+
+
+async def test_the_firing_log_api_never_shows_a_webhooks_secret(mongo):
+    rule = Rule(
+        id="hook",
+        name="Hook",
+        event="ticket.created",
+        actions=(CallWebhook(url="https://hooks.example.com/in", secret="a-very-secret-key-123"),),
+    )
+    engine = await _engine(
+        mongo, [rule], http=httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(204)))
+    )
+    event = ticket_created()
+    await engine.handlers.ticket_created(envelope_of(event), event)
+
+    records = await engine.store.firings_for_ticket("t-1001")
+
+    assert records and "a-very-secret-key-123" not in json.dumps(records, default=str)
+
+
+async def test_a_webhooks_secret_is_shown_masked_and_an_edit_that_sends_the_mask_keeps_it(mongo):
+    from fastapi import FastAPI
+
+    store = Store(mongo)
+    app = FastAPI()
+    app.include_router(make_router(store, token=TOKEN, on_change=lambda: None))
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    body = {
+        "name": "Hook",
+        "event": "ticket.created",
+        "actions": [{"type": "webhook", "url": "https://hooks.example.com/in", "secret": "a-very-secret-key-123"}],
+    }
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        assert (await client.put("/rules/hook", json=body, headers=auth)).status_code == 200
+        shown = (await client.get("/rules/hook", headers=auth)).json()
+        assert shown["actions"][0]["secret"] == "**********"
+        shown["name"] = "Hook, renamed"
+        assert (await client.put("/rules/hook", json=shown, headers=auth)).status_code == 200
+
+    stored = await store.get_rule("hook")
+    assert stored is not None and stored.name == "Hook, renamed"
+    assert stored.actions[0].secret.get_secret_value() == "a-very-secret-key-123"  # type: ignore[union-attr]
+
+
+async def test_a_new_webhook_sent_with_the_mask_instead_of_a_secret_is_refused_naming_the_secret(mongo):
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    app.include_router(make_router(Store(mongo), token=TOKEN, on_change=lambda: None))
+    body = {
+        "name": "Hook",
+        "event": "ticket.created",
+        "actions": [{"type": "webhook", "url": "https://hooks.example.com/in", "secret": "**********"}],
+    }
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        response = await client.put("/rules/hook", json=body, headers={"Authorization": f"Bearer {TOKEN}"})
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "actions", 0, "webhook", "secret"]

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from triggers.calendar import ALWAYS_OPEN, CALENDAR_ID_PATTERN, BusinessCalendar
 from triggers.domain import (
     RULE_ID_PATTERN,
+    SECRET_MASK,
     CallWebhook,
     Context,
     Rule,
@@ -27,7 +28,7 @@ from triggers.sla import POLICY_ID_PATTERN, SlaPolicy
 from triggers.store import Store
 
 log = logging.getLogger(__name__)
-MASK = "**********"
+KEEP_ONLY_SAME_URL = "send the secret: a stored one is kept only for the same URL"
 
 RuleId = Annotated[str, Path(description="Rule id (slug).", pattern=RULE_ID_PATTERN)]
 
@@ -97,7 +98,7 @@ def _keep_secrets(rule: Rule, previous: Rule | None) -> Rule:
         return rule
     actions = list(rule.actions)
     for index, action in enumerate(actions):
-        if not isinstance(action, CallWebhook) or action.secret.get_secret_value() != MASK:
+        if not isinstance(action, CallWebhook) or action.secret.get_secret_value() != SECRET_MASK:
             continue
         old = previous.actions[index] if index < len(previous.actions) else None
         if isinstance(old, CallWebhook) and old.url == action.url:
@@ -162,6 +163,23 @@ def make_router(
             )
         rule = Rule.model_validate({**body.model_dump(exclude={"id"}), "id": rule_id})
         rule = _keep_secrets(rule, await store.get_rule(rule_id))
+        masked = [
+            ["body", "actions", i, "webhook", "secret"]
+            for i, a in enumerate(rule.actions)
+            if isinstance(a, CallWebhook) and a.secret.get_secret_value() == SECRET_MASK
+        ]
+        if masked:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                [
+                    {
+                        "loc": loc,
+                        "msg": "send the secret: a stored one is kept only for the same URL",
+                        "type": "value_error",
+                    }
+                    for loc in masked
+                ],
+            )
         await store.put_rule(rule)
         after_edit(rule)
         return rule

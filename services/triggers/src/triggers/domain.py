@@ -73,6 +73,8 @@ _DURATION = re.compile(r"^\s*(\d{1,6})\s*([mhdw])\s*$")
 _EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*){0,4}$")
 _TAG = re.compile(r"\{\{\s*([a-z_][a-z0-9_.-]*)\s*\}\}")
 RULE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+SECRET_MASK = "**********"  # noqa: S105 - the mask, not a secret
+"""How a secret is shown (pydantic's SecretStr); sent back in an edit it means "keep the stored one"."""
 
 # Fields a rule's `set_fields` may change (`custom.<key>` too); the tickets service checks the values.
 SETTABLE_FIELDS = frozenset(
@@ -358,10 +360,17 @@ class CallWebhook(_Strict):
     type: Literal["webhook"] = Field(default="webhook", description="Action kind.")
     url: str = Field(description="http(s) URL.", min_length=8, max_length=2000, pattern=r"^https?://[^\s]+$")
     secret: SecretStr = Field(
-        description="Key of the HMAC-SHA256 signature in `X-Helpdesk-Signature` (shown masked; 16+ characters).",
-        min_length=16,
+        description="Key of the HMAC-SHA256 signature in `X-Helpdesk-Signature` (16+ characters; shown masked, "
+        "and sending the mask back keeps the stored key).",
         max_length=200,
     )
+
+    @model_validator(mode="after")
+    def _secret_long_enough(self) -> CallWebhook:
+        value = self.secret.get_secret_value()
+        if value != SECRET_MASK and len(value) < 16:
+            raise ValueError("`secret` must have at least 16 characters")
+        return self
 
 
 class PublishEvent(_Strict):

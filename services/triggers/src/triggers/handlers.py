@@ -374,6 +374,8 @@ class Handlers:
         if previous is not None:
             log.info("event %s was handled before; finishing what is left", envelope.event_id)
             await self._finish(previous)
+            if not keep_projection:
+                await self._reschedule(envelope, ticket_id)
             return
         if keep_projection:
             event["ticket"] = await self._store.get_ticket(ticket_id) or event["ticket"]
@@ -398,6 +400,17 @@ class Handlers:
             await self._schedule_time_rules(event, ctx)
         if sla_after is not None:
             await self._schedule_sla(event["ticket"], *sla_after)
+
+    async def _reschedule(self, cause: Envelope, ticket_id: str) -> None:
+        """Give a ticket its time-rule and SLA timers again from its snapshot (after a crash left them undone)."""
+        ticket = await self._store.get_ticket(ticket_id)
+        if ticket is None:
+            return
+        await self._schedule_time_rules({"ticket": ticket}, await self.context())
+        scratch: dict[str, Any] = {"_outbox": []}  # the record made before the crash holds any SLA update
+        sla_after = await self._sla(scratch, cause, ticket)
+        if sla_after is not None:
+            await self._schedule_sla(ticket, *sla_after)
 
     async def _finish(self, doc: dict[str, Any] | None) -> None:
         """Publish a record's outbox and give its webhook calls their timers (once)."""

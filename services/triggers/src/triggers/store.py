@@ -175,7 +175,8 @@ class Store:
 
     async def purge_firings(self, before: datetime) -> int:
         """Delete firing records handled before a moment whose outbox is empty; return how many."""
-        result = await self.collection.delete_many({"handled_at": {"$lt": before}, "outbox": {"$size": 0}})
+        # an emptied outbox has no `outbox_since`; a record still holding commands is kept until they go out
+        result = await self.collection.delete_many({"handled_at": {"$lt": before}, OUTBOX_SINCE: {"$exists": False}})
         return result.deleted_count
 
     async def active_rules(self) -> list[Rule]:
@@ -248,7 +249,8 @@ class Store:
     async def firings_for_ticket(self, ticket_id: str, limit: int = 100) -> list[dict[str, Any]]:
         """Return the firing records of one ticket, newest first (without outbox)."""
         cursor = (
-            self.collection.find({"ticket_id": ticket_id}, {"outbox": 0, "outbox_since": 0})
+            # webhook calls carry their signing secret; the replayable event copy is for dry runs only
+            self.collection.find({"ticket_id": ticket_id}, {"outbox": 0, "outbox_since": 0, "webhooks": 0, "data": 0})
             .sort([("handled_at", DESCENDING)])
             .limit(limit)
         )
