@@ -18,6 +18,10 @@ environment:
   - ``DELETE /messages``         delete every caught mail
   - ``GET /health``              ``{"status": "ok", "count": N}``
 
+Test addresses, to see how senders handle refusals (RFC 2606 reserves the `.test` top-level domain):
+recipients at ``refuse.test`` get ``550 5.1.1`` (a permanent failure); a recipient at ``defer.test`` gets
+``451 4.3.0`` the first time it is given and is accepted the next time (a temporary failure).
+
 Uses aiosmtpd and the standard library only. Other code can embed it: ``MailCatcher(...).start()``
 inside a running event loop, then ``await catcher.stop()``.
 """
@@ -145,10 +149,27 @@ def _decode(value: str | None) -> str | None:
         return value
 
 
+REFUSING_DOMAIN = "refuse.test"
+DEFERRING_DOMAIN = "defer.test"
+
+
 class _Handler:
     def __init__(self, store: MailStore, verbose: bool) -> None:
         self.store = store
         self.verbose = verbose
+        self._deferred: set[str] = set()
+
+    async def handle_RCPT(  # noqa: N802
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        domain = address.rpartition("@")[2].lower()
+        if domain == REFUSING_DOMAIN:
+            return "550 5.1.1 No such mailbox (mail catcher test address)"
+        if domain == DEFERRING_DOMAIN and address.lower() not in self._deferred:
+            self._deferred.add(address.lower())
+            return "451 4.3.0 Try again later (mail catcher test address)"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         raw = envelope.original_content
