@@ -222,3 +222,60 @@ def test_a_dormant_ticket_wakes_up_by_itself_when_its_date_comes(helpdesk: Local
     woke = next(a for a in api(helpdesk, "tickets", f"/api/tickets/{number}")["activity"] if "open" in a["detail"])
     assert "Dormant ticket wakes up" in woke["detail"] or "wake-dormant-ticket" in str(woke)
     assert datetime.fromisoformat(woke["at"].replace("Z", "+00:00")) >= wake
+
+
+def test_an_sla_breach_becomes_an_event_a_rule_acts_on(helpdesk: LocalHelpdesk) -> None:
+    """SLA due times land on the ticket; at the breach, SlaWarned goes through Kafka and a rule adds a note."""
+    api_send(
+        helpdesk,
+        "triggers",
+        "PUT",
+        "/sla-policies/e2e-urgent",
+        {
+            "name": "Urgent: answer within a minute",
+            "priorities": ["high"],
+            "first_response_minutes": 1,
+            "near_breach_minutes": 0,
+        },
+    )
+    api_send(
+        helpdesk,
+        "triggers",
+        "PUT",
+        "/rules/e2e-sla-note",
+        {
+            "name": "Note a breached SLA",
+            "event": "sla.breached",
+            "actions": [{"type": "add_note", "text": "SLA breached: {{ metric }} was due {{ due_at }}"}],
+        },
+    )
+    try:
+        time.sleep(6)  # the rules and policies caches (5 s)
+        created = api_send(
+            helpdesk,
+            "tickets",
+            "POST",
+            "/api/tickets",
+            {
+                "command_id": "sla-ticket-0001",
+                "channel": "api",
+                "requester": {"email": "impatient@example.org"},
+                "fields": {"title": "Down again", "priority": "high"},
+            },
+        )
+        number = created["number"]
+        due = eventually(
+            lambda: api(helpdesk, "tickets", f"/api/tickets/{number}").get("sla", {}).get("first_response_due"),
+            what="the SLA due time on the ticket",
+        )
+        assert due
+
+        def note() -> dict | None:
+            comments = api(helpdesk, "tickets", f"/api/tickets/{number}")["comments"]
+            return next((c for c in comments if c["text"].startswith("SLA breached: first_response")), None)
+
+        found = eventually(note, timeout=120, what="the rule's note after the breach")
+        assert found["visibility"] == "internal" and found["author"]["role"] == "system"
+    finally:
+        api_send(helpdesk, "triggers", "POST", "/rules/e2e-sla-note/active", {"active": False})
+        api_send(helpdesk, "triggers", "DELETE", "/sla-policies/e2e-urgent", {})
