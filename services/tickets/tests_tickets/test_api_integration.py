@@ -712,3 +712,36 @@ async def test_an_agents_comment_names_the_staff_it_mentions_on_its_event(infra:
         expect=1,
     )
     assert added["payload"]["mentions"] == ["u-li", "u-ada"]
+
+
+@pytest.mark.asyncio
+async def test_a_rules_change_a_person_overtook_is_left_out_without_a_dead_letter(infra: Any, api: Api) -> None:
+    from contracts.models import Automation
+    from hdkit.kafka import Rejected
+
+    ticket = await api.create(handler="bo", status="open")
+    seen = ticket["version"]
+    person = UpdateTicket(
+        command_id="person-0001",
+        actor=Actor(role="agent", id="bo"),
+        number=ticket["number"],
+        fields={"status": "resolved"},
+    )
+    await api.handlers.command_received(Envelope.wrap(person, event_id=person.command_id), person)
+    rule = Automation(rule_id="r-wait", rule_name="Agent reply → Waiting for customer", depth=1, cause="event-y")
+    stale = UpdateTicket(
+        command_id="rule-0001",
+        actor=Actor(role="system", name="triggers"),
+        number=ticket["number"],
+        expected_version=seen,
+        fields={"status_category": "waiting_for_customer"},
+        automation=rule,
+    )
+
+    await api.handlers.command_received(Envelope.wrap(stale, event_id=stale.command_id), stale)  # no Rejected
+
+    after = (await api.call("GET", f"/tickets/{ticket['number']}", ADMIN)).json()
+    assert after["status"] == "resolved"  # the person's change wins
+    same_but_a_person = stale.model_copy(update={"command_id": "person-0002", "automation": None})
+    with pytest.raises(Rejected, match="VersionConflict"):
+        await api.handlers.command_received(Envelope.wrap(same_but_a_person, event_id="person-0002"), same_but_a_person)

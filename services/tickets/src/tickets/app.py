@@ -62,6 +62,7 @@ def create_app(
             settings.portal_url, settings.service_token.get_secret_value(), settings.staff_refresh_seconds
         ),
         contacts_relay=contacts_relay,
+        metrics=rt.metrics,
     )
     rt.consumer.subscribe(topics.INBOUND_EMAIL, {"EmailReceived": handlers.email_received})
     rt.consumer.subscribe(

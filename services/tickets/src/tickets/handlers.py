@@ -27,6 +27,7 @@ from hdkit.mongo import OutboxRelay, is_duplicate
 from hdkit.sanitise import sanitise_html
 from hdkit.staff import StaffDirectory
 from hdkit.telemetry import current_traceparent
+from prometheus_client import CollectorRegistry, Counter
 
 from contracts import (
     AddressDeliverable,
@@ -92,7 +93,14 @@ class Handlers:
         retries: int = 8,
         staff: StaffDirectory | None = None,
         contacts_relay: OutboxRelay | None = None,
+        metrics: CollectorRegistry | None = None,
     ) -> None:
+        self._stale_rule_changes = Counter(
+            "helpdesk_rule_changes_stale_total",
+            "Changes rules asked for that a person's later change to the same field overtook (not applied), by rule.",
+            ["rule"],
+            registry=metrics if metrics is not None else CollectorRegistry(),
+        )
         self._store = store
         self._staff = staff
         self._relay = relay
@@ -329,6 +337,19 @@ class Handlers:
         v = workflow.viewer_of(actor)
         try:
             await self.execute(command, v, cause=envelope, reload=False)
+        except workflow.VersionConflict as exc:
+            automation = getattr(command, "automation", None)
+            if automation is None:
+                raise Rejected(f"{type(exc).__name__}: {exc.message}") from exc
+            # A rule acted on what it saw; a person changed the same field since, and a person's change wins.
+            # That is an outcome, not a fault: logged and counted, not dead-lettered.
+            self._stale_rule_changes.labels(automation.rule_id).inc()
+            log.info(
+                "rule %r left ticket #%s alone: %s",
+                automation.rule_name or automation.rule_id,
+                command.number,
+                exc.message,
+            )
         except Refused as exc:
             raise Rejected(f"{type(exc).__name__}: {exc.message}") from exc
 
