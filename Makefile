@@ -4,7 +4,7 @@ PY := .venv/bin/python
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 WORKSPACE_FILES := pyproject.toml uv.lock $(wildcard */pyproject.toml libs/*/pyproject.toml services/*/pyproject.toml)
 
-.PHONY: install run test test-fast test-e2e lint fmt bench docs clean
+.PHONY: install run test test-fast test-e2e screenshots lint fmt bench docs clean
 
 ## install: Python dependencies (uv workspace in .venv), Kafka jars and the store binary (reused when present)
 install: .venv/.installed .cache/.infra-ready
@@ -31,6 +31,10 @@ test-fast: install
 
 test-e2e: install
 	$(PY) -m pytest -p no:cacheprovider tests/e2e
+
+## screenshots: the browser journeys (Debian's Chromium), keeping their screenshots in docs/screenshots
+screenshots: install
+	HELPDESK_SCREENSHOTS=docs/screenshots $(PY) -m pytest -p no:cacheprovider tests/e2e/test_browser.py
 
 ## bench: parse-and-publish on one ingest process (BENCH_INGEST_EMAILS=6000), N emails through the whole journey (BENCH_EMAILS=2000), then the tickets service at BENCH_TICKETS=1000000, then BENCH_TIMERS=100000 pending timers, then rule evaluation with 500 rules
 bench: install

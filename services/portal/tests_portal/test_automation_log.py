@@ -44,7 +44,14 @@ def test_a_rule_set_off_by_another_rule_says_so() -> None:
     firing = {**firing_record()["firings"][0], "depth": 2}
     [entry] = automation_entries([FiringRecord.model_validate(firing_record(firings=[firing]))])
 
-    assert entry.sentence.endswith("(set off by another rule's change, 2 deep)")
+    assert entry.sentence.endswith("(set off by another rule's change, 2 rules deep)")
+
+
+def test_a_rule_fired_by_a_persons_change_says_nothing_of_a_chain() -> None:
+    firing = {**firing_record()["firings"][0], "depth": 1}
+    [entry] = automation_entries([FiringRecord.model_validate(firing_record(firings=[firing]))])
+
+    assert "set off by" not in entry.sentence
 
 
 def test_a_time_rule_is_said_to_have_fired_on_a_timer() -> None:

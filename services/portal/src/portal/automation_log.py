@@ -89,8 +89,8 @@ def describe_firing(firing: RuleFiring, event: str) -> str:
     details.append("did: " + (", ".join(done) if done else "nothing"))
     on = EVENT_LABELS.get(event, event or "an event")
     sentence = f"Rule '{firing.name}' fired on {on} — " + "; ".join(details)
-    if firing.depth > 0:
-        sentence += f" (set off by another rule's change, {firing.depth} deep)"
+    if firing.depth > 1:  # depth 1: a person's (or the clock's) change fired it
+        sentence += f" (set off by another rule's change, {firing.depth} rules deep)"
     return sentence
 
 
