@@ -5,7 +5,7 @@ from typing import Any
 
 from local import LocalHelpdesk
 
-from .client import api, customer_mail, eventually, send_mail
+from .client import api, caught, customer_mail, eventually, send_mail
 
 
 def admin_login(hd: LocalHelpdesk) -> tuple[str, str]:
@@ -59,3 +59,61 @@ def test_an_agent_signs_in_finds_the_new_ticket_in_the_queue_and_reads_it(
         assert errors == []  # no script error on the pages
     finally:
         context.close()
+
+
+def test_agent_replies_from_the_queue_and_the_customer_answers_through_the_link(
+    helpdesk: LocalHelpdesk, chromium: Any, screenshots: Any
+) -> None:
+    """Issue 6's main journey: Unassigned queue → assign → reply; the customer's page shows it; they answer."""
+    customer = "journey.kund@example.se"
+    send_mail(
+        helpdesk,
+        customer_mail(customer, "Fakturan saknas", "Hej! Jag har inte fått fakturan.", "browser-2@example.se"),
+        sender=customer,
+    )
+    auto = eventually(
+        lambda: next((m for m in caught(helpdesk) if customer in str(m.get("To", ""))), None),
+        what="the automatic reply with the ticket link",
+    )
+    link = re.search(r"https?://\S+/t/[A-Za-z0-9_-]+", auto.get_body(("plain",)).get_content()).group(0)
+
+    agent = chromium.new_context(viewport={"width": 1280, "height": 800})
+    page = agent.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    customer_ctx = chromium.new_context(viewport={"width": 390, "height": 844})  # a phone-size screen
+    mine = customer_ctx.new_page()
+    mine.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        sign_in(page, helpdesk)
+        page.click("#view-unassigned")
+        page.get_by_text("Fakturan saknas").first.click()
+        page.click("#assign-me")
+        page.fill("#reply-text", "Vi skickar fakturan igen i dag.")
+        page.select_option("#reply-kind", "public_reply")
+        page.get_by_role("button", name="Send").click()
+        page.get_by_text("Vi skickar fakturan igen i dag.").first.wait_for()
+        screenshots(page, "agent-replied")
+
+        mine.goto(link)
+        eventually(
+            lambda: mine.reload() or mine.get_by_text("Vi skickar fakturan igen i dag.").count() > 0,
+            what="the agent's reply on the customer's page",
+        )
+        mine.fill("#customer-reply-text", "Tack! Den har kommit nu.")
+        mine.get_by_role("button", name="Send").click()
+        mine.get_by_text("Tack! Den har kommit nu.").first.wait_for()
+        screenshots(mine, "customer-link-phone")
+
+        number = re.search(r"/tickets/(\d+)", page.url).group(1)
+        assert eventually(
+            lambda: api(helpdesk, "tickets", f"/api/tickets/{number}")["status"] == "waiting_for_agent",
+            what="Waiting for agent after the customer's answer",
+        )
+        page.reload()
+        assert page.get_by_text("Waiting for agent").first.is_visible()
+        screenshots(page, "agent-ticket-after-answer")
+        assert errors == []
+    finally:
+        agent.close()
+        customer_ctx.close()

@@ -114,6 +114,13 @@ def csrf_of(html: str) -> str:
     return match.group(1)
 
 
+def hidden_fields(html: str, action: str) -> dict[str, str]:
+    """Return the hidden fields of the page's form that posts to `action`, as a browser would send them."""
+    match = re.search(rf'<form[^>]*action="{re.escape(action)}"[^>]*>(.*?)</form>', html, re.S)
+    assert match, f"the page has no form posting to {action}"
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', match.group(1)))
+
+
 def sign_in(client: TestClient, email: str = ADMIN_EMAIL, password: str = ADMIN_PASSWORD, next: str = ""):  # noqa: A002
     form_page = client.get("/login", params={"next": next} if next else None)
     assert form_page.status_code == 200

@@ -1,13 +1,20 @@
 """In-memory stand-ins for the user store and the tickets, ingest and triggers services."""
 
-from collections.abc import Iterable
-from dataclasses import replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from portal.domain import VIEWS, Actor, EmailTaken, User
 from portal.ingest_client import Download, IngestNotFound, IngestUnavailable, QuarantineEntry, Reprocessed
-from portal.tickets_client import TicketDetail, TicketNotFound, TicketPage, TicketsUnavailable
+from portal.tickets_client import (
+    CommandRefused,
+    CommentKind,
+    TicketDetail,
+    TicketNotFound,
+    TicketPage,
+    TicketsUnavailable,
+)
 from portal.triggers_client import FiringRecord, TriggersUnavailable
 
 
@@ -98,8 +105,21 @@ def ticket(number: int = 1, **overrides: Any) -> dict[str, Any]:
     return data
 
 
+@dataclass(frozen=True)
+class SentCommand:
+    """A command the portal sent to the tickets service."""
+
+    name: str
+    actor: Actor
+    number: int
+    body: dict[str, Any] = field(default_factory=dict)
+
+
 class FakeTickets:
-    """The tickets service's answers, with the actor of every call recorded."""
+    """The tickets service's answers, with the actor of every call and every command sent recorded.
+
+    Like the real service, a command id changes a ticket once; `refusal`, when set, refuses every command.
+    """
 
     def __init__(self, tickets: list[dict[str, Any]] | None = None) -> None:
         self.tickets = {t["number"]: t for t in (tickets if tickets is not None else [ticket()])}
@@ -107,6 +127,9 @@ class FakeTickets:
         self.views: list[tuple[str, str | None]] = []
         self.down = False
         self.next_cursor: str | None = None
+        self.commands: list[SentCommand] = []
+        self.applied: set[tuple[int, str]] = set()
+        self.refusal: CommandRefused | None = None
 
     def _call(self, actor: Actor) -> None:
         self.actors.append(actor)
@@ -134,6 +157,50 @@ class FakeTickets:
             raise TicketNotFound(token)
         public = [c for c in found["comments"] if c["visibility"] == "public"]
         return TicketDetail.model_validate({**found, "comments": public, "activity": []})
+
+    def _command(self, command: SentCommand) -> bool:
+        """Record a command; tell whether it changes the ticket (a new id for a ticket the actor may see)."""
+        self._call(command.actor)
+        self.commands.append(command)
+        if self.refusal is not None:
+            raise self.refusal
+        if command.number not in self.tickets:
+            raise TicketNotFound(command.number)
+        key = (command.number, command.body["command_id"])
+        if key in self.applied:
+            return False
+        self.applied.add(key)
+        self.tickets[command.number]["version"] += 1
+        return True
+
+    async def update_ticket(
+        self,
+        actor: Actor,
+        number: int,
+        fields: Mapping[str, Any],
+        *,
+        command_id: str,
+        expected_version: int | None = None,
+    ) -> None:
+        body = {"command_id": command_id, "fields": dict(fields), "expected_version": expected_version}
+        if self._command(SentCommand("update", actor, number, body)):
+            self.tickets[number].update(fields)
+
+    async def add_comment(
+        self, actor: Actor, number: int, *, kind: CommentKind, text: str, command_id: str, channel: str = "agent"
+    ) -> None:
+        body = {"command_id": command_id, "kind": kind, "text": text, "channel": channel}
+        if self._command(SentCommand("comment", actor, number, body)):
+            self.tickets[number]["comments"].append(
+                {
+                    "comment_id": f"c-{command_id}",
+                    "visibility": "internal" if kind == "internal_comment" else "public",
+                    "author": {"role": actor.role, "id": actor.id, "email": actor.email, "name": actor.name},
+                    "channel": channel,
+                    "text": text,
+                    "created_at": datetime(2025, 3, 4, 11, 0, tzinfo=UTC).isoformat(),
+                }
+            )
 
     async def aclose(self) -> None:
         return None

@@ -25,6 +25,37 @@ def test_the_ticket_list_has_all_view_tabs_with_counts(signed_in: TestClient) ->
     assert 'All open <span class="count">1</span>' in page
 
 
+@pytest.mark.parametrize(
+    ("view", "element_id", "label"),
+    [
+        ("unassigned", "view-unassigned", "Unassigned"),
+        ("mine", "view-mine", "Mine"),
+        ("waiting_for_agent", "view-waiting-for-agent", "Waiting for agent"),
+        ("waiting_for_customer", "view-waiting-for-customer", "Waiting for customer"),
+        ("all_open", "view-all-open", "All open"),
+    ],
+)
+def test_every_view_is_a_link_with_a_stable_id_and_its_count(
+    signed_in: TestClient, tickets: FakeTickets, view: str, element_id: str, label: str
+) -> None:
+    page = signed_in.get("/tickets").text
+
+    link = re.search(rf'<a href="([^"]+)" id="{element_id}"[^>]*>\s*{label} <span class="count">(\d+)</span>', page)
+    assert link, element_id
+    assert link.group(2) == ("0" if view == "mine" else "1")
+    assert signed_in.get(link.group(1)).status_code == 200
+    assert tickets.views[-1] == (view, None)
+
+
+def test_each_row_of_the_list_links_to_its_ticket(signed_in: TestClient, tickets: FakeTickets) -> None:
+    tickets.tickets[7] = ticket(7, title="Coffee machine")
+
+    page = signed_in.get("/tickets").text
+
+    row = page[page.index('<tr id="ticket-row-7">') :]
+    assert '<a href="/tickets/7">Coffee machine</a>' in row[: row.index("</tr>")]
+
+
 def test_the_ticket_list_shows_the_columns_with_human_labels(signed_in: TestClient) -> None:
     page = signed_in.get("/tickets").text
 

@@ -42,6 +42,19 @@ STATUS_LABELS: dict[str, str] = {
 
 PRIORITY_LABELS: dict[str, str] = {"low": "Low", "medium": "Medium", "high": "High"}
 
+COMMENT_KINDS: dict[str, str] = {"public_reply": "Public reply", "internal_comment": "Internal comment"}
+"""The kinds of comment staff write on the ticket page, public first, with their labels."""
+
+STAFF_COMMENT_KINDS: dict[str, tuple[str, ...]] = {
+    "admin": ("public_reply", "internal_comment"),
+    "agent": ("public_reply", "internal_comment"),
+    "light_agent": ("internal_comment",),
+}
+"""Which kinds each staff role may write (the tickets service holds the same rule and checks it again)."""
+
+MAX_COMMENT_LENGTH = 1_000_000
+"""The longest comment the tickets service takes, in characters."""
+
 CHANNEL_LABELS: dict[str, str] = {
     "email": "Email",
     "portal": "Portal",
@@ -92,11 +105,21 @@ class Actor:
     role: Role
     email: str
     groups: tuple[str, ...] = field(default=())
+    name: str = ""
 
     @classmethod
     def of(cls, user: User) -> "Actor":
         """Return the actor a signed-in user acts as."""
-        return cls(id=user.id, role=user.role, email=user.email, groups=user.groups)
+        return cls(id=user.id, role=user.role, email=user.email, groups=user.groups, name=user.name)
+
+    @classmethod
+    def requester(cls, email: str, name: str = "") -> "Actor":
+        """Return the actor a ticket's requester acts as through the ticket's secret link.
+
+        The contact has no account: its address is its id, as for the customer's mail.
+        """
+        address = normalise_email(email)
+        return cls(id=address, role="customer", email=address, name=name)
 
 
 class EmailTaken(Exception):
@@ -147,6 +170,21 @@ def is_plausible_email(email: str) -> bool:
 def can_use_agent_workspace(role: str) -> bool:
     """Tell whether a role may open the agent workspace (customers get their own portal later)."""
     return role in AGENT_ROLES
+
+
+def comment_kinds(role: str) -> dict[str, str]:
+    """Return the kinds of comment a role may write on the ticket page, with their labels (light agents: internal)."""
+    return {kind: COMMENT_KINDS[kind] for kind in STAFF_COMMENT_KINDS.get(role, ())}
+
+
+def can_assign(role: str) -> bool:
+    """Tell whether a role may take a ticket (light agents change no fields; the tickets service agrees)."""
+    return role in ("admin", "agent")
+
+
+def is_closed(status: str, status_category: str | None = None) -> bool:
+    """Tell whether a ticket is closed: its customer may no longer add to it."""
+    return (status_category or status) == "closed"
 
 
 def safe_next(target: str | None, default: str = AFTER_SIGN_IN) -> str:

@@ -1,6 +1,7 @@
 """Calls to the tickets service's HTTP API, always saying who is acting; it decides what they may see."""
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -20,6 +21,20 @@ class TicketsUnavailable(Exception):
 
 class TicketNotFound(Exception):
     """No ticket with that number, or the actor may not see it."""
+
+
+class CommandRefused(Exception):
+    """The tickets service refused a command (not allowed, a workflow rule, a stale version, a bad value)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+CommentKind = Literal["public_reply", "internal_comment", "customer_comment"]
+MAX_REFUSAL_LENGTH = 500
+MAX_HEADER_NAME = 200
 
 
 class _Read(BaseModel):
@@ -55,6 +70,7 @@ class TicketSummary(_Read):
     number: int = Field(description="Human ticket number.")
     title: str = Field(description="Title.")
     status: str = Field(description="Status key.")
+    status_category: str | None = Field(default=None, description="Category of the status, e.g. `closed`.")
     priority: str = Field(default="medium", description="Priority key.")
     type: str = Field(default="", description="Ticket type key.")
     group: str | None = Field(default=None, description="Response group key.")
@@ -142,6 +158,22 @@ class Tickets(Protocol):
     async def get_by_link(self, token: str) -> TicketDetail:
         """Return the customer's view of a ticket by its secret link token; `TicketNotFound` when none has it."""
 
+    async def update_ticket(
+        self,
+        actor: Actor,
+        number: int,
+        fields: Mapping[str, Any],
+        *,
+        command_id: str,
+        expected_version: int | None = None,
+    ) -> None:
+        """Change fields of a ticket as the actor; raise `CommandRefused` when the tickets service says no."""
+
+    async def add_comment(
+        self, actor: Actor, number: int, *, kind: CommentKind, text: str, command_id: str, channel: str = "agent"
+    ) -> None:
+        """Add a comment to a ticket as the actor; raise `CommandRefused` when the tickets service says no."""
+
     async def aclose(self) -> None:
         """Release connections."""
 
@@ -167,12 +199,17 @@ class TicketsClient:
 
     @staticmethod
     def _actor_headers(actor: Actor) -> dict[str, str]:
-        return {
+        headers = {
             "X-Actor-Id": actor.id,
             "X-Actor-Role": actor.role,
             "X-Actor-Email": actor.email,
             "X-Actor-Groups": ",".join(actor.groups),
         }
+        # Header values are ASCII (and tickets takes names up to 200 characters); a name that does not fit
+        # stays out, and the tickets service shows the address instead.
+        if actor.name and len(actor.name) <= MAX_HEADER_NAME and actor.name.isascii() and actor.name.isprintable():
+            headers["X-Actor-Name"] = actor.name
+        return headers
 
     async def _get(self, path: str, actor: Actor, params: dict[str, Any] | None = None) -> httpx.Response:
         try:
@@ -227,6 +264,70 @@ class TicketsClient:
             raise TicketNotFound(token)
         return self._parse(TicketDetail, response, "a ticket link")
 
+    async def update_ticket(
+        self,
+        actor: Actor,
+        number: int,
+        fields: Mapping[str, Any],
+        *,
+        command_id: str,
+        expected_version: int | None = None,
+    ) -> None:
+        """Change fields of a ticket as the actor; raise `CommandRefused` when the tickets service says no."""
+        body: dict[str, Any] = {"command_id": command_id, "fields": dict(fields)}
+        if expected_version is not None:
+            body["expected_version"] = expected_version
+        await self._command("PATCH", f"/api/tickets/{int(number)}", actor, body, number)
+
+    async def add_comment(
+        self, actor: Actor, number: int, *, kind: CommentKind, text: str, command_id: str, channel: str = "agent"
+    ) -> None:
+        """Add a comment to a ticket as the actor; raise `CommandRefused` when the tickets service says no."""
+        body = {"command_id": command_id, "kind": kind, "text": text, "channel": channel}
+        await self._command("POST", f"/api/tickets/{int(number)}/comments", actor, body, number)
+
+    async def _command(self, method: str, path: str, actor: Actor, body: dict[str, Any], number: int) -> None:
+        # The answer's ticket is not read: the page that follows reads it afresh, and a command that was
+        # applied must not look failed because its answer could not be parsed.
+        try:
+            response = await self._http.request(method, path, json=body, headers=self._actor_headers(actor))
+        except httpx.HTTPError as exc:
+            log.warning("tickets service unreachable: %s %s: %s", method, path, exc)
+            raise TicketsUnavailable(f"tickets service unreachable: {type(exc).__name__}") from exc
+        status = response.status_code
+        if status in (200, 201, 204):
+            return
+        if status == 401:
+            log.error("tickets service refused our service token on %s %s", method, path)
+            raise TicketsUnavailable("tickets service refused the portal (HTTP 401)")
+        if status == 404:
+            raise TicketNotFound(number)
+        if status >= 500 or status < 400:
+            log.warning("tickets service failed: %s %s: HTTP %s", method, path, status)
+            raise TicketsUnavailable(f"tickets service error (HTTP {status})")
+        message = _refusal(response)
+        log.info("tickets service refused %s %s for %s (HTTP %s): %s", method, path, actor.id, status, message)
+        raise CommandRefused(status, message)
+
     async def aclose(self) -> None:
         """Release connections."""
         await self._http.aclose()
+
+
+def _refusal(response: httpx.Response) -> str:
+    # Refusals say why in `detail`: a sentence, or for a malformed body pydantic's list of errors.
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    if isinstance(detail, list):
+        parts = []
+        for error in detail:
+            if isinstance(error, Mapping) and error.get("msg"):
+                where = [str(x) for x in error.get("loc", []) if x != "body"]
+                parts.append(f"{'.'.join(where)}: {error['msg']}" if where else str(error["msg"]))
+        detail = "; ".join(parts)
+    if not isinstance(detail, str) or not detail.strip():
+        return f"the tickets service refused this (HTTP {response.status_code})"
+    detail = detail.strip()
+    return detail if len(detail) <= MAX_REFUSAL_LENGTH else detail[: MAX_REFUSAL_LENGTH - 1] + "…"

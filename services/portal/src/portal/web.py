@@ -1,13 +1,14 @@
-"""The pages of the agent workspace: sign-in, the ticket list and the ticket detail (server-rendered)."""
+"""Server-rendered pages: the agent workspace, the customer's ticket link and the forms that work a ticket."""
 
 import asyncio
 import logging
 import re
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 from urllib.parse import quote, unquote, urlencode
 
 import nh3
@@ -25,20 +26,33 @@ from portal.accounts import Accounts, TooManyAttempts, WrongCredentials
 from portal.automation_log import AutomationEntry, automation_entries, merged_log
 from portal.domain import (
     CHANNEL_LABELS,
+    COMMENT_KINDS,
     DEFAULT_VIEW,
+    MAX_COMMENT_LENGTH,
     PRIORITY_LABELS,
     ROLE_LABELS,
     STATUS_LABELS,
     VIEWS,
     Actor,
     User,
+    can_assign,
     can_use_agent_workspace,
+    comment_kinds,
+    is_closed,
     label,
     safe_next,
 )
 from portal.ingest_client import Download, Ingest, IngestNotFound, IngestUnavailable
 from portal.security import Session, SessionCodec
-from portal.tickets_client import Comment, TicketDetail, TicketNotFound, Tickets, TicketsUnavailable
+from portal.tickets_client import (
+    CommandRefused,
+    Comment,
+    CommentKind,
+    TicketDetail,
+    TicketNotFound,
+    Tickets,
+    TicketsUnavailable,
+)
 from portal.triggers_client import Triggers, TriggersUnavailable
 
 log = logging.getLogger(__name__)
@@ -148,6 +162,42 @@ class Portal:
 
 
 LINK_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,64}")
+COMMAND_ID = re.compile(r"[A-Za-z0-9_-]{8,100}")
+VERSION = re.compile(r"[1-9][0-9]{0,11}")
+
+
+def new_command_id() -> str:
+    """Return a fresh idempotency key for one form: submitted twice, it changes the ticket once."""
+    return secrets.token_urlsafe(16)
+
+
+def _command_id(value: str) -> str:
+    if not COMMAND_ID.fullmatch(value):
+        raise PageError(400, "Form incomplete", "This form is missing a part. Reload the page and try again.")
+    return value
+
+
+def _version(value: str) -> int | None:
+    return int(value) if VERSION.fullmatch(value) else None
+
+
+def _comment_text(value: str) -> str:
+    # Browsers send a textarea's line breaks as CRLF; the conversation keeps plain newlines.
+    return value.replace("\r\n", "\n")
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", "!", "?", "…")) else text + "."
+
+
+@dataclass(frozen=True)
+class Draft:
+    """What a person had written in a form that was not sent, shown again so nothing is lost."""
+
+    text: str = ""
+    kind: str = ""
 
 
 def _when(value: datetime | None) -> str:
@@ -350,6 +400,60 @@ def build_router(portal: Portal, templates: Jinja2Templates) -> APIRouter:
         response.headers["Cache-Control"] = "no-store"
         return response
 
+    async def show_ticket(
+        request: Request, user: User, number: int, *, status: int = 200, alert: str = "", draft: Draft | None = None
+    ) -> Response:
+        # The agent's ticket page; after a refused command it comes back with the reason and the draft.
+        ticket = await portal.tickets.get_ticket(Actor.of(user), number)
+        handlers, automations = await asyncio.gather(
+            portal.accounts.users.names([ticket.handler] if ticket.handler else []), automations_of(ticket)
+        )
+        kinds = comment_kinds(user.role)
+        draft = draft or Draft()
+        response = render(
+            request,
+            "ticket.html",
+            status,
+            ticket=ticket,
+            log_entries=merged_log(ticket.activity, automations or []),
+            automation_log_unavailable=automations is None,
+            handler_name=handlers.get(ticket.handler or "", ticket.handler or ""),
+            show_description=_description_is_separate(ticket.description, ticket.comments),
+            may_assign=can_assign(user.role) and ticket.handler != user.id,
+            assign_command=new_command_id(),
+            kinds=kinds,
+            reply_command=new_command_id(),
+            draft_text=draft.text,
+            draft_kind=draft.kind if draft.kind in kinds else next(iter(kinds), ""),
+            alert=alert,
+            **_files(ticket, f"/tickets/{ticket.number}/attachments/"),
+        )
+        response.headers["Content-Security-Policy"] = AGENT_TICKET_CSP
+        return response
+
+    def show_link(
+        request: Request, token: str, ticket: TicketDetail, *, status: int = 200, alert: str = "", draft: str = ""
+    ) -> Response:
+        # The customer has no account: an anonymous session carries the reply form's CSRF token.
+        session = portal.session_of(request)
+        form_session = session or Session.anonymous()
+        response = render(
+            request,
+            "ticket_link.html",
+            status,
+            ticket=ticket,
+            token=token,
+            csrf_token=portal.sessions.csrf_token(form_session),
+            may_reply=not is_closed(ticket.status, ticket.status_category),
+            reply_command=new_command_id(),
+            draft_text=draft,
+            alert=alert,
+            **_files(ticket, f"/t/{token}/attachments/"),
+        )
+        if session is None:
+            portal.set_session(response, form_session)
+        return response
+
     @router.get("/")
     async def home() -> RedirectResponse:
         return RedirectResponse("/tickets", status_code=303)
@@ -446,22 +550,74 @@ def build_router(portal: Portal, templates: Jinja2Templates) -> APIRouter:
 
     @router.get("/tickets/{number}")
     async def ticket_detail(request: Request, user: Agent, number: str) -> Response:
-        ticket = await portal.tickets.get_ticket(Actor.of(user), _ticket_number(number))
-        handlers, automations = await asyncio.gather(
-            portal.accounts.users.names([ticket.handler] if ticket.handler else []), automations_of(ticket)
-        )
-        response = render(
-            request,
-            "ticket.html",
-            ticket=ticket,
-            log_entries=merged_log(ticket.activity, automations or []),
-            automation_log_unavailable=automations is None,
-            handler_name=handlers.get(ticket.handler or "", ticket.handler or ""),
-            show_description=_description_is_separate(ticket.description, ticket.comments),
-            **_files(ticket, f"/tickets/{ticket.number}/attachments/"),
-        )
-        response.headers["Content-Security-Policy"] = AGENT_TICKET_CSP
-        return response
+        return await show_ticket(request, user, _ticket_number(number))
+
+    @router.post("/tickets/{number}/assign")
+    async def assign_to_me(
+        request: Request,
+        user: Agent,
+        number: str,
+        command_id: Annotated[str, Form()] = "",
+        version: Annotated[str, Form()] = "",
+    ) -> Response:
+        ticket_number = _ticket_number(number)
+        command = _command_id(command_id)
+        if not can_assign(user.role):
+            alert = "Not assigned: light agents cannot take tickets. Ask an agent or an admin to assign it."
+            return await show_ticket(request, user, ticket_number, status=403, alert=alert)
+        try:
+            await portal.tickets.update_ticket(
+                Actor.of(user),
+                ticket_number,
+                {"handler": user.id},
+                command_id=command,
+                expected_version=_version(version),
+            )
+        except CommandRefused as exc:
+            alert = f"Not assigned: {_sentence(exc.message)}"
+            return await show_ticket(request, user, ticket_number, status=exc.status, alert=alert)
+        log.info("%s took ticket #%s", user.email, ticket_number)
+        return RedirectResponse(f"/tickets/{ticket_number}", status_code=303)
+
+    @router.post("/tickets/{number}/comments")
+    async def add_comment(
+        request: Request,
+        user: Agent,
+        number: str,
+        text: Annotated[str, Form()] = "",
+        kind: Annotated[str, Form()] = "",
+        command_id: Annotated[str, Form()] = "",
+    ) -> Response:
+        ticket_number = _ticket_number(number)
+        command = _command_id(command_id)
+        text = _comment_text(text)
+        draft = Draft(text=text, kind=kind)
+        kinds = comment_kinds(user.role)
+
+        async def refuse(status: int, why: str) -> Response:
+            return await show_ticket(request, user, ticket_number, status=status, alert=f"Not sent: {why}", draft=draft)
+
+        if kind not in COMMENT_KINDS:
+            return await refuse(422, "choose Public reply or Internal comment.")
+        if kind not in kinds:
+            role = label(user.role, ROLE_LABELS).lower()
+            return await refuse(403, f"a {role} may write {' or '.join(kinds.values()).lower()}s only.")
+        if not text.strip():
+            return await refuse(422, "write something first.")
+        if len(text) > MAX_COMMENT_LENGTH:
+            return await refuse(422, f"a comment may be at most {MAX_COMMENT_LENGTH:,} characters long.")
+        try:
+            await portal.tickets.add_comment(
+                Actor.of(user),
+                ticket_number,
+                kind=cast(CommentKind, kind),  # one of COMMENT_KINDS, checked above
+                text=text,
+                command_id=command,
+            )
+        except CommandRefused as exc:
+            return await refuse(exc.status, _sentence(exc.message))
+        log.info("%s added a %s to ticket #%s", user.email, kind, ticket_number)
+        return RedirectResponse(f"/tickets/{ticket_number}", status_code=303)
 
     @router.get("/tickets/{number}/attachments/{attachment_id}")
     async def ticket_attachment(user: Agent, number: str, attachment_id: str) -> Response:
@@ -471,8 +627,46 @@ def build_router(portal: Portal, templates: Jinja2Templates) -> APIRouter:
     @router.get("/t/{token}")
     async def ticket_link(request: Request, token: str) -> Response:
         # The secret link is the customer's key to one ticket: no account, public conversation only.
+        return show_link(request, token, await link_ticket(token))
+
+    @router.post("/t/{token}/comments")
+    async def ticket_link_reply(
+        request: Request,
+        token: str,
+        text: Annotated[str, Form()] = "",
+        command_id: Annotated[str, Form()] = "",
+    ) -> Response:
+        # Whoever holds the link answers as the ticket's requester: a customer comment, nothing else.
         ticket = await link_ticket(token)
-        return render(request, "ticket_link.html", ticket=ticket, **_files(ticket, f"/t/{token}/attachments/"))
+        command = _command_id(command_id)
+        text = _comment_text(text)
+
+        def refuse(status: int, why: str) -> Response:
+            return show_link(request, token, ticket, status=status, alert=f"Not sent: {why}", draft=text)
+
+        if is_closed(ticket.status, ticket.status_category):
+            return refuse(409, "this request is closed. Write to us again to open a new one.")
+        if not text.strip():
+            return refuse(422, "write your answer first.")
+        if len(text) > MAX_COMMENT_LENGTH:
+            return refuse(422, f"an answer may be at most {MAX_COMMENT_LENGTH:,} characters long.")
+        requester = ticket.requester
+        if requester is None or not requester.email.isascii():
+            # The tickets service is told who acts in ASCII headers; such an address can only answer by mail.
+            return refuse(409, "answers to this request go by email. Reply to our last email instead.")
+        try:
+            await portal.tickets.add_comment(
+                Actor.requester(requester.email, requester.name),
+                ticket.number,
+                kind="customer_comment",
+                text=text,
+                command_id=command,
+                channel="portal",
+            )
+        except CommandRefused as exc:
+            return refuse(exc.status, _sentence(exc.message))
+        log.info("the requester of ticket #%s answered through the ticket link", ticket.number)
+        return RedirectResponse(f"/t/{token}", status_code=303)
 
     @router.get("/t/{token}/attachments/{attachment_id}")
     async def ticket_link_attachment(token: str, attachment_id: str) -> Response:
