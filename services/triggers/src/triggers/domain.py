@@ -63,8 +63,6 @@ CC = "cc"
 KNOWN_TARGETS = (CUSTOMER, HANDLER, GROUP, CC)
 """Named targets of `send_template`; any other target must be a fixed email address."""
 
-STAFF_TARGETS = (HANDLER, GROUP)
-
 STATUS_CATEGORIES = ("new", "open", "waiting_for_customer", "waiting_for_agent", "dormant", "resolved", "closed")
 
 _PATH = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_-]*)*$")

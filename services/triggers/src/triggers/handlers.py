@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 import httpx
@@ -56,6 +56,7 @@ from triggers.domain import (
     Rule,
     SendTemplate,
     SetFields,
+    acting_person,
     as_datetime,
     evaluate_event,
     fill_tags,
@@ -576,27 +577,16 @@ class Handlers:
     ) -> list[SendNotification]:
         """Return the notifications a `send_template` action sends (one per recipient; CC on a customer's)."""
         ticket = event["ticket"]
-        person = event.get("comment", {}).get("author") if isinstance(event.get("comment"), dict) else None
-        person = person or event.get("actor") or {}
+        person = acting_person(event)
         audience = "customer"
         cc: tuple[Address, ...] = ()
         recipients: list[Address] = []
         if action.target == CUSTOMER:
             recipients = [Address.model_validate(ticket["requester"])]
             if action.with_cc:
-                cc = tuple(
-                    Address.model_validate(c)
-                    for c in ticket.get("cc") or ()
-                    if not looks_automatic(c.get("email", ""))
-                    and c.get("email", "").casefold() != str(person.get("email") or "").casefold()
-                )
+                cc = tuple(_copies(ticket, person))
         elif action.target == CC:
-            recipients = [
-                Address.model_validate(c)
-                for c in ticket.get("cc") or ()
-                if not looks_automatic(c.get("email", ""))
-                and c.get("email", "").casefold() != str(person.get("email") or "").casefold()
-            ]
+            recipients = _copies(ticket, person)
         elif action.target in (HANDLER, GROUP):
             audience = "staff"
             members = (
@@ -962,6 +952,16 @@ class WebhookFailed(Exception):
     """A webhook call did not get a 2xx answer; its timer retries it after a back-off."""
 
 
+def _copies(ticket: Mapping[str, Any], person: Mapping[str, Any]) -> list[Address]:
+    """Return the ticket's CC list without robot addresses and without the person who caused the mail."""
+    author = str(person.get("email") or "").casefold()
+    return [
+        Address.model_validate(c)
+        for c in ticket.get("cc") or ()
+        if not looks_automatic(c.get("email", "")) and c.get("email", "").casefold() != author
+    ]
+
+
 def _same_time(a: Any, b: Any) -> bool:
     """Tell whether two due times (datetimes, ISO strings or None) are the same instant."""
     if a is None or b is None:
@@ -996,9 +996,3 @@ def _entry(
         message, event_id=event_id, causation=cause, key=str(ticket["ticket_id"]), traceparent=current_traceparent()
     )
     return topic, envelope
-
-
-def webhook_retry_span() -> timedelta:
-    """Return roughly how long a failing webhook is retried (for the docs and the log)."""
-    total = sum(min(600.0, 5.0 * 2**n) for n in range(WEBHOOK_ATTEMPTS - 1))
-    return timedelta(seconds=total)
