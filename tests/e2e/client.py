@@ -116,6 +116,19 @@ def api_send(
         return json.loads(raw) if raw else None
 
 
+def ticket_of(hd: LocalHelpdesk, requester: str) -> dict[str, Any] | None:
+    """Return the (newest listed) ticket of a requester, or None."""
+    items = api(hd, "tickets", "/api/tickets?view=all&limit=200")["items"]
+    return next((t for t in items if t["requester"]["email"] == requester), None)
+
+
+def create_api_ticket(hd: LocalHelpdesk, command_id: str, requester: str, **fields: Any) -> dict[str, Any]:
+    """Create a ticket through the tickets API (channel `api`) as the admin; return it."""
+    body = {"command_id": command_id, "channel": "api", "requester": {"email": requester}, "fields": fields}
+    created: dict[str, Any] = api_send(hd, "tickets", "POST", "/api/tickets", body)
+    return created
+
+
 def get_text(hd: LocalHelpdesk, service: str, path: str) -> str:
     """GET a text page of a service."""
     with urllib.request.urlopen(f"http://127.0.0.1:{hd.ports.http(service)}{path}", timeout=10) as r:  # noqa: S310

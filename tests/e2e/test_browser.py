@@ -5,7 +5,7 @@ from typing import Any
 
 from local import LocalHelpdesk
 
-from .client import api, caught, customer_mail, eventually, send_mail
+from .client import api, caught, customer_mail, eventually, send_mail, ticket_of
 
 
 def admin_login(hd: LocalHelpdesk) -> tuple[str, str]:
@@ -33,14 +33,7 @@ def test_an_agent_signs_in_finds_the_new_ticket_in_the_queue_and_reads_it(
         sender=customer,
     )
     ticket = eventually(
-        lambda: next(
-            (
-                t
-                for t in api(helpdesk, "tickets", "/api/tickets?view=all&limit=200")["items"]
-                if t["requester"]["email"] == customer
-            ),
-            None,
-        ),
+        lambda: ticket_of(helpdesk, customer),
         what="the ticket",
     )
     context = chromium.new_context(viewport={"width": 1280, "height": 800})

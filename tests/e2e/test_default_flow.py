@@ -5,7 +5,7 @@ from email.message import EmailMessage
 
 from local import LocalHelpdesk
 
-from .client import api, api_send, caught, customer_mail, eventually, send_mail
+from .client import api, api_send, caught, create_api_ticket, customer_mail, eventually, send_mail, ticket_of
 
 
 def mail_to(hd: LocalHelpdesk, address: str, subject_part: str) -> EmailMessage | None:
@@ -31,14 +31,7 @@ def test_the_default_flow_works_by_email_from_first_mail_to_the_customers_answer
         sender=customer,
     )
     ticket = eventually(
-        lambda: next(
-            (
-                t
-                for t in api(helpdesk, "tickets", "/api/tickets?view=all&limit=200")["items"]
-                if t["requester"]["email"] == customer
-            ),
-            None,
-        ),
+        lambda: ticket_of(helpdesk, customer),
         what="the ticket",
     )
     number = ticket["number"]
@@ -147,17 +140,8 @@ def test_two_rules_that_answer_each_other_are_cut_off_at_the_depth_limit(helpdes
             },
         )
     try:
-        created = api_send(
-            helpdesk,
-            "tickets",
-            "POST",
-            "/api/tickets",
-            {
-                "command_id": "loop-ticket-0001",
-                "channel": "api",
-                "requester": {"email": "loop.tester@example.org"},
-                "fields": {"title": "Loop test", "priority": "medium"},
-            },
+        created = create_api_ticket(
+            helpdesk, "loop-ticket-0001", "loop.tester@example.org", title="Loop test", priority="medium"
         )
         number = created["number"]
         # the rules are cached for up to HELPDESK_RULES_CACHE_SECONDS (5); the change must come after they are seen
@@ -192,18 +176,7 @@ def test_a_dormant_ticket_wakes_up_by_itself_when_its_date_comes(helpdesk: Local
     """The time rule 'Dormant ticket wakes up' runs on the durable scheduler through Kafka and tickets."""
     from datetime import UTC, datetime, timedelta
 
-    created = api_send(
-        helpdesk,
-        "tickets",
-        "POST",
-        "/api/tickets",
-        {
-            "command_id": "dormant-ticket-0001",
-            "channel": "api",
-            "requester": {"email": "sleepy@example.org"},
-            "fields": {"title": "Call back in a moment"},
-        },
-    )
+    created = create_api_ticket(helpdesk, "dormant-ticket-0001", "sleepy@example.org", title="Call back in a moment")
     number = created["number"]
     wake = datetime.now(UTC) + timedelta(seconds=4)
     api_send(
@@ -251,17 +224,8 @@ def test_an_sla_breach_becomes_an_event_a_rule_acts_on(helpdesk: LocalHelpdesk) 
     )
     try:
         time.sleep(6)  # the rules and policies caches (5 s)
-        created = api_send(
-            helpdesk,
-            "tickets",
-            "POST",
-            "/api/tickets",
-            {
-                "command_id": "sla-ticket-0001",
-                "channel": "api",
-                "requester": {"email": "impatient@example.org"},
-                "fields": {"title": "Down again", "priority": "high"},
-            },
+        created = create_api_ticket(
+            helpdesk, "sla-ticket-0001", "impatient@example.org", title="Down again", priority="high"
         )
         number = created["number"]
         due = eventually(

@@ -9,12 +9,7 @@ import httpx
 from contracts.message_ids import ticket_id_from_message_id
 from local import LocalHelpdesk
 
-from .client import api, caught, customer_mail, eventually, get_text, send_mail
-
-
-def find_ticket(hd: LocalHelpdesk, requester: str) -> dict:
-    items = api(hd, "tickets", "/api/tickets?view=all&limit=200")["items"]
-    return next((t for t in items if t["requester"]["email"] == requester), None)
+from .client import api, caught, customer_mail, eventually, get_text, send_mail, ticket_of
 
 
 def auto_reply_to(hd: LocalHelpdesk, message_id: str) -> EmailMessage | None:
@@ -36,7 +31,7 @@ def test_an_email_becomes_a_ticket_gets_an_auto_reply_and_the_reply_threads_back
         sender=customer,
     )
 
-    ticket = eventually(lambda: find_ticket(helpdesk, customer), what="the ticket")
+    ticket = eventually(lambda: ticket_of(helpdesk, customer), what="the ticket")
     assert ticket["status"] == "new"
     assert ticket["handler"] is None
     assert ticket["title"] == "Skrivaren på plan 3 är trasig"
@@ -78,7 +73,7 @@ def test_an_email_becomes_a_ticket_gets_an_auto_reply_and_the_reply_threads_back
     assert [t["number"] for t in api(helpdesk, "tickets", "/api/tickets?view=all&limit=200")["items"]].count(
         number
     ) == 1
-    assert find_ticket(helpdesk, customer)["ticket_id"] == ticket["ticket_id"]
+    assert ticket_of(helpdesk, customer)["ticket_id"] == ticket["ticket_id"]
 
     # the link in the automatic reply shows the customer the public conversation, without an account
     link = re.search(r"https?://\S+/t/[A-Za-z0-9_-]+", reply.get_body(("plain",)).get_content()).group(0)

@@ -3,12 +3,7 @@
 from local import LocalHelpdesk
 from prometheus_client.parser import text_string_to_metric_families
 
-from .client import api, caught, customer_mail, eventually, get_text, send_mail
-
-
-def ticket_of(hd: LocalHelpdesk, requester: str) -> dict | None:
-    items = api(hd, "tickets", "/api/tickets?view=all&limit=200")["items"]
-    return next((t for t in items if t["requester"]["email"] == requester), None)
+from .client import api, caught, customer_mail, eventually, get_text, send_mail, ticket_of
 
 
 def notify_outcomes(hd: LocalHelpdesk) -> dict[tuple[str, str], float]:

@@ -113,6 +113,11 @@ def updated(changes: list[FieldChange], *, version: int = 2, automation: Automat
     )
 
 
+def moved(old: str, new: str, **ticket: Any):
+    """Return the TicketUpdated of a status change (status and category named alike, as in the default type)."""
+    return updated([FieldChange(field="status", old=old, new=new)], status=new, status_category=new, **ticket)
+
+
 async def test_a_new_email_ticket_gets_its_auto_reply_once_even_when_delivered_twice(mongo):
     engine = await _engine(mongo, [_rule("auto-reply-new-ticket")])
     event = ticket_created(status_category="new")
@@ -262,10 +267,9 @@ async def test_a_chain_of_rules_is_cut_off_at_the_depth_limit_and_the_log_says_w
 async def test_a_time_rule_fires_once_when_its_wait_is_over_and_again_only_after_a_new_wait(mongo):
     reminder = _rule("reminder-waiting-for-customer-48h").model_copy(update={"active": True})
     engine = await _engine(mongo, [reminder])
-    waiting = updated(
-        [FieldChange(field="status", old="open", new="waiting_for_customer")],
-        status="waiting_for_customer",
-        status_category="waiting_for_customer",
+    waiting = moved(
+        "open",
+        "waiting_for_customer",
         updated_at=NOW,
     )
     await engine.handlers.ticket_updated(envelope_of(waiting, "evt-w1"), waiting)
@@ -280,18 +284,16 @@ async def test_a_time_rule_fires_once_when_its_wait_is_over_and_again_only_after
 
     # the customer answers, the agent asks again: a new wait, a new reminder
     later = engine.clock.now
-    answered = updated(
-        [FieldChange(field="status", old="waiting_for_customer", new="open")],
+    answered = moved(
+        "waiting_for_customer",
+        "open",
         version=3,
-        status="open",
-        status_category="open",
         updated_at=later,
     )
-    asked = updated(
-        [FieldChange(field="status", old="open", new="waiting_for_customer")],
+    asked = moved(
+        "open",
+        "waiting_for_customer",
         version=4,
-        status="waiting_for_customer",
-        status_category="waiting_for_customer",
         updated_at=later + timedelta(minutes=5),
     )
     await engine.handlers.ticket_updated(envelope_of(answered, "evt-w2"), answered)
@@ -304,16 +306,14 @@ async def test_a_time_rule_fires_once_when_its_wait_is_over_and_again_only_after
 async def test_a_time_rule_does_not_fire_when_its_conditions_stopped_holding(mongo):
     reminder = _rule("reminder-waiting-for-customer-48h").model_copy(update={"active": True})
     engine = await _engine(mongo, [reminder])
-    waiting = updated(
-        [FieldChange(field="status", old="open", new="waiting_for_customer")],
-        status="waiting_for_customer",
-        status_category="waiting_for_customer",
+    waiting = moved(
+        "open",
+        "waiting_for_customer",
     )
-    answered = updated(
-        [FieldChange(field="status", old="waiting_for_customer", new="waiting_for_agent")],
+    answered = moved(
+        "waiting_for_customer",
+        "waiting_for_agent",
         version=3,
-        status="waiting_for_agent",
-        status_category="waiting_for_agent",
         updated_at=NOW + timedelta(hours=1),
     )
     await engine.handlers.ticket_updated(envelope_of(waiting, "evt-1"), waiting)
@@ -328,10 +328,9 @@ async def test_a_time_rule_does_not_fire_when_its_conditions_stopped_holding(mon
 async def test_a_dormant_ticket_wakes_up_when_its_time_comes_even_after_a_restart(mongo):
     engine = await _engine(mongo, [_rule("wake-dormant-ticket")])
     wake_at = NOW + timedelta(days=3)
-    asleep = updated(
-        [FieldChange(field="status", old="open", new="dormant")],
-        status="dormant",
-        status_category="dormant",
+    asleep = moved(
+        "open",
+        "dormant",
         wake_at=wake_at,
     )
     await engine.handlers.ticket_updated(envelope_of(asleep, "evt-d"), asleep)
@@ -347,10 +346,9 @@ async def test_a_dormant_ticket_wakes_up_when_its_time_comes_even_after_a_restar
 
 async def test_a_recurring_ticket_reopens_in_the_status_its_recurrence_names(mongo):
     engine = await _engine(mongo, [_rule("reopen-recurring-ticket")])
-    resolved = updated(
-        [FieldChange(field="status", old="open", new="resolved")],
-        status="resolved",
-        status_category="resolved",
+    resolved = moved(
+        "open",
+        "resolved",
         recurrence={"every": "1w", "status": "new"},
         wake_at=NOW + timedelta(weeks=1),
     )
@@ -455,10 +453,9 @@ async def test_an_sla_stops_when_the_first_response_is_given_and_nothing_is_repo
     engine = await _engine(mongo, [])
     await engine.store.put_policy(SlaPolicy(id="all", name="All", first_response_minutes=60))
     created = ticket_created(status_category="new")
-    answered = updated(
-        [FieldChange(field="status", old="new", new="waiting_for_customer")],
-        status="waiting_for_customer",
-        status_category="waiting_for_customer",
+    answered = moved(
+        "new",
+        "waiting_for_customer",
         first_response_at=NOW + timedelta(minutes=20),
         updated_at=NOW + timedelta(minutes=20),
     )
@@ -578,10 +575,9 @@ async def test_old_firing_records_are_purged_but_never_one_whose_commands_have_n
 
 async def test_a_crash_after_the_record_before_the_timers_is_mended_by_the_redelivery(mongo):
     engine = await _engine(mongo, [_rule("wake-dormant-ticket")])
-    asleep = updated(
-        [FieldChange(field="status", old="open", new="dormant")],
-        status="dormant",
-        status_category="dormant",
+    asleep = moved(
+        "open",
+        "dormant",
         wake_at=NOW + timedelta(hours=1),
     )
     real_schedule = engine.handlers._schedule_time_rules
