@@ -655,3 +655,20 @@ async def test_a_new_webhook_sent_with_the_mask_instead_of_a_secret_is_refused_n
 
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "actions", 0, "webhook", "secret"]
+
+
+async def test_an_event_that_moves_no_sla_clock_re_arms_no_timer(mongo):
+    engine = await _engine(mongo, [])
+    await engine.store.put_policy(SlaPolicy(id="all", name="All", first_response_minutes=60, near_breach_minutes=15))
+    created = ticket_created(status_category="new")
+    await engine.handlers.ticket_created(envelope_of(created), created)
+    await engine.tick(45 * 60)  # the near-breach warning fires and its timer is gone
+    assert await engine.store.timers.count_documents({}) == 1
+
+    retitled = updated(
+        [FieldChange(field="title", old="a", new="b")], status_category="new", updated_at=engine.clock.now
+    )
+    await engine.handlers.ticket_updated(envelope_of(retitled, "evt-t"), retitled)
+
+    assert await engine.store.timers.count_documents({}) == 1  # only the breach is still to come
+    assert [w.stage for w in engine.sent("SlaWarned")] == ["near_breach"]

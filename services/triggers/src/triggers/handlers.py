@@ -716,14 +716,19 @@ class Handlers:
         return {"state": outcome.state.model_dump(mode="json"), "due": due}, list(outcome.timers)
 
     async def _schedule_sla(self, ticket: dict[str, Any], sla: dict[str, Any], timers: list[Any]) -> None:
+        """Keep the ticket's SLA timers and clocks in step with the outcome; nothing to write when nothing moved."""
         state = sla["state"]
         ticket_id = ticket["ticket_id"]
         had = set(ticket.get("_sla_timers") or ())
-        now_ids: list[str] = []
+        wanted = {f"sla:{ticket_id}:{t.metric}:{t.stage}": t for t in timers} if self._timers is not None else {}
+        if (
+            _clocks(state) == _clocks(ticket.get("_sla_state"))
+            and sla["due"] == ticket.get("_sla_due")
+            and had == set(wanted)
+        ):
+            return  # most events move no clock: no timer is re-armed (a fired one would fire again)
         if self._timers is not None:
-            for timer in timers:
-                timer_id = f"sla:{ticket_id}:{timer.metric}:{timer.stage}"
-                now_ids.append(timer_id)
+            for timer_id, timer in wanted.items():
                 payload = {
                     "ticket_id": ticket_id,
                     "metric": timer.metric,
@@ -732,9 +737,9 @@ class Handlers:
                     "policy": state.get("policy"),
                 }
                 await self._timers.schedule(timer_id, timer.at, SLA_TIMER, payload)
-            for stale in had - set(now_ids):
+            for stale in had - set(wanted):
                 await self._timers.cancel(stale)
-        await self._store.set_sla(ticket_id, state, now_ids, sla["due"])
+        await self._store.set_sla(ticket_id, state, list(wanted), sla["due"])
 
     async def _sla_due(self, timer: Timer) -> None:
         """Publish `SlaWarned` when a near-breach or breach moment comes and the due time still stands."""
@@ -960,6 +965,11 @@ def _copies(ticket: Mapping[str, Any], person: Mapping[str, Any]) -> list[Addres
         for c in ticket.get("cc") or ()
         if not looks_automatic(c.get("email", "")) and c.get("email", "").casefold() != author
     ]
+
+
+def _clocks(state: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Return an SLA state without the moment it was last looked at (which changes on every event)."""
+    return {k: v for k, v in (state or {}).items() if k != "at"}
 
 
 def _same_time(a: Any, b: Any) -> bool:
