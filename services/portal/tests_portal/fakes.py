@@ -39,6 +39,9 @@ class FakeUsers:
     async def staff(self) -> list[User]:
         return [u for u in self.by_id_.values() if u.role != "customer" and not u.disabled]
 
+    async def set_language(self, user_id: str, language: str) -> None:
+        self.by_id_[user_id] = replace(self.by_id_[user_id], language=language)
+
     async def any_admin(self) -> User | None:
         return next((u for u in self.by_id_.values() if u.role == "admin" and not u.disabled), None)
 

@@ -135,7 +135,8 @@ def test_a_customer_signed_in_may_not_download_through_the_agent_route(
 
     response = client.get("/tickets/1/attachments/raw1:a1")
 
-    assert response.status_code == 403
+    assert response.status_code == 303
+    assert response.headers["location"] == "/my/tickets"
     assert tickets.actors == []
     assert with_files.calls == []
 

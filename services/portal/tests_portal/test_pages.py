@@ -117,7 +117,7 @@ def test_the_portal_tells_the_tickets_service_who_is_acting(
 
 
 @pytest.mark.parametrize("path", ["/tickets", "/tickets/1"])
-def test_a_customer_gets_403_on_agent_pages(
+def test_a_customer_is_sent_to_their_own_portal_from_agent_pages(
     client: TestClient, users: FakeUsers, tickets: FakeTickets, passwords: Passwords, path: str
 ) -> None:
     add_user(users, passwords, "alice@example.com", PHRASE, "customer")
@@ -125,7 +125,8 @@ def test_a_customer_gets_403_on_agent_pages(
 
     response = client.get(path)
 
-    assert response.status_code == 403
+    assert response.status_code == 303
+    assert response.headers["location"] == "/my/tickets"
     assert "Printer on floor 2" not in response.text
     assert tickets.actors == []
 

@@ -59,14 +59,14 @@ def test_an_admin_sees_the_quarantine_with_reason_size_mailboxes_and_actions(
     assert page.headers["cache-control"] == "no-store"
 
 
-def test_the_header_links_to_the_quarantine_for_admins(admin: TestClient) -> None:
-    assert 'href="/admin/quarantine"' in admin.get("/tickets").text
+def test_the_header_links_to_the_admin_area_for_admins(admin: TestClient) -> None:
+    assert 'href="/admin"' in admin.get("/tickets").text
 
 
 def test_an_agent_sees_no_quarantine_link_and_gets_403_without_ingest_being_asked(
     agent: TestClient, quarantined: FakeIngest
 ) -> None:
-    assert 'href="/admin/quarantine"' not in agent.get("/tickets").text
+    assert 'href="/admin"' not in agent.get("/tickets").text
     for path in ("/admin/quarantine", "/admin/quarantine/quarantine-0123abc/raw"):
         response = agent.get(path)
         assert response.status_code == 403, path

@@ -263,12 +263,13 @@ def test_a_signed_in_customer_cannot_use_the_agent_forms(
 ) -> None:
     add_user(users, passwords, "alice@example.com", PHRASE, "customer")
     sign_in(client, email="alice@example.com", password=PHRASE)
-    token = csrf_of(client.get("/tickets").text)
+    token = csrf_of(client.get("/me").text)
 
     form = {"csrf_token": token, "command_id": "forged-command-1", "text": "Hi", "kind": "public_reply"}
     response = client.post(action, data=form)
 
-    assert response.status_code == 403
+    assert response.status_code == 303
+    assert response.headers["location"] == "/my/tickets"
     assert tickets.commands == []
 
 

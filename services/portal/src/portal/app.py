@@ -14,6 +14,7 @@ from portal import web
 from portal.accounts import Accounts
 from portal.domain import Users
 from portal.ingest_client import Ingest, IngestClient
+from portal.pagekit import Portal
 from portal.security import Passwords, SessionCodec, SignInLimiter
 from portal.settings import Settings
 from portal.store import UserStore
@@ -59,7 +60,7 @@ def create_app(
         )
     rt.on_stop.append(triggers.aclose)
     sign_ins = Counter("helpdesk_portal_sign_ins", "Sign-in attempts by outcome.", ["outcome"], registry=rt.metrics)
-    portal = web.Portal(
+    portal = Portal(
         accounts=Accounts(users, passwords or Passwords(), limiter),
         tickets=tickets,
         ingest=ingest,
@@ -67,6 +68,7 @@ def create_app(
         sessions=SessionCodec(settings.session_secret.get_secret_value()),
         cookie_secure=settings.cookie_secure,
         sign_ins=sign_ins,
+        public_url=settings.public_url,
     )
     app = http_app(rt, title="helpdesk portal", description="The agent workspace: sign-in, queues, tickets.")
     app.state.runtime = rt

@@ -90,6 +90,10 @@ class User:
     disabled: bool = False
     session_version: int = 1
     """Raised when the password changes, so sessions signed in with the old one end."""
+    language: str = ""
+    """The language the portal speaks to this user (`i18n.LANGUAGES`); empty: the browser's."""
+    organisation: str | None = None
+    """A customer's organisation (as the tickets service knows it), for the organisation's tickets."""
 
     @property
     def display_name(self) -> str:
@@ -152,6 +156,9 @@ class Users(Protocol):
 
     async def staff(self) -> list[User]:
         """Return the admins, agents and light agents that are not disabled."""
+
+    async def set_language(self, user_id: str, language: str) -> None:
+        """Set the language a user sees the portal in."""
 
 
 def normalise_email(email: str) -> str:

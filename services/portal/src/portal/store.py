@@ -22,6 +22,8 @@ def _to_doc(user: User) -> dict[str, Any]:
         "created_at": user.created_at,
         "disabled": user.disabled,
         "session_version": user.session_version,
+        "language": user.language,
+        "organisation": user.organisation,
     }
 
 
@@ -39,6 +41,8 @@ def _to_user(doc: dict[str, Any]) -> User | None:
         created_at=doc["created_at"],
         disabled=bool(doc.get("disabled", False)),
         session_version=int(doc.get("session_version", 1)),
+        language=str(doc.get("language") or ""),
+        organisation=str(doc["organisation"]) if doc.get("organisation") else None,
     )
 
 
@@ -98,3 +102,7 @@ class UserStore:
         if end_sessions:
             update["$inc"] = {"session_version": 1}
         await self.collection.update_one({"_id": user_id}, update)
+
+    async def set_language(self, user_id: str, language: str) -> None:
+        """Set the language a user sees the portal in."""
+        await self.collection.update_one({"_id": user_id}, {"$set": {"language": language}})

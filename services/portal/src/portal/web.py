@@ -3,7 +3,6 @@
 import asyncio
 import logging
 import re
-import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,17 +11,16 @@ from typing import Annotated, Any, cast
 from urllib.parse import quote, unquote, urlencode
 
 import nh3
-from fastapi import APIRouter, Depends, FastAPI, Form, Request
+from fastapi import APIRouter, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
-from prometheus_client import Counter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from portal.accounts import Accounts, TooManyAttempts, WrongCredentials
+from portal.accounts import TooManyAttempts, WrongCredentials
 from portal.automation_log import AutomationEntry, automation_entries, merged_log
 from portal.domain import (
     CHANNEL_LABELS,
@@ -36,30 +34,44 @@ from portal.domain import (
     Actor,
     User,
     can_assign,
-    can_use_agent_workspace,
     comment_kinds,
     is_closed,
     label,
     safe_next,
 )
-from portal.ingest_client import Download, Ingest, IngestNotFound, IngestUnavailable
-from portal.security import Session, SessionCodec
+from portal.i18n import LANGUAGES
+from portal.ingest_client import Download, IngestNotFound, IngestUnavailable
+from portal.pagekit import (
+    AdminUser,
+    PageError,
+    Portal,
+    RedirectTo,
+    SignedIn,
+    SignInRequired,
+    StaffUser,
+    command_id_of,
+    new_command_id,
+    page_router,
+    render,
+    sentence,
+    template_context,
+    ticket_number_of,
+    version_of,
+)
+from portal.security import Session
 from portal.tickets_client import (
     CommandRefused,
     Comment,
     CommentKind,
     TicketDetail,
     TicketNotFound,
-    Tickets,
     TicketsUnavailable,
 )
-from portal.triggers_client import Triggers, TriggersUnavailable
+from portal.triggers_client import TriggersUnavailable
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-MAX_TICKET_NUMBER = 2**53
 MAX_CURSOR_LENGTH = 2000
 FIRINGS_SHOWN = 100
 
@@ -100,96 +112,12 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-class SignInRequired(Exception):
-    """The page needs a signed-in user; the visitor goes to the sign-in page and comes back after."""
-
-    def __init__(self, next_url: str) -> None:
-        super().__init__(next_url)
-        self.next_url = next_url
-
-
-class PageError(Exception):
-    """A page that cannot be shown, with the status and the message the person sees."""
-
-    def __init__(self, status: int, title: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.title = title
-        self.message = message
-
-
-@dataclass
-class Portal:
-    """What the pages need, built in `app.create_app`."""
-
-    accounts: Accounts
-    tickets: Tickets
-    ingest: Ingest
-    triggers: Triggers
-    sessions: SessionCodec
-    cookie_secure: bool
-    sign_ins: Counter | None = None
-
-    @property
-    def cookie_name(self) -> str:
-        """The session cookie's name (`__Host-` makes browsers refuse it over http or for another host)."""
-        return "__Host-portal_session" if self.cookie_secure else "portal_session"
-
-    def session_of(self, request: Request) -> Session | None:
-        """Return the valid session the request's cookie holds, if any."""
-        return self.sessions.loads(request.cookies.get(self.cookie_name))
-
-    def set_session(self, response: Response, session: Session) -> None:
-        """Put a session cookie on a response."""
-        response.set_cookie(
-            self.cookie_name,
-            self.sessions.dumps(session),
-            max_age=self.sessions.max_age,
-            path="/",
-            secure=self.cookie_secure,
-            httponly=True,
-            samesite="lax",
-        )
-
-    def clear_session(self, response: Response) -> None:
-        """Remove the session cookie."""
-        response.delete_cookie(self.cookie_name, path="/", secure=self.cookie_secure, httponly=True, samesite="lax")
-
-    def count_sign_in(self, outcome: str) -> None:
-        """Count a sign-in attempt by outcome."""
-        if self.sign_ins is not None:
-            self.sign_ins.labels(outcome=outcome).inc()
-
-
 LINK_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,64}")
-COMMAND_ID = re.compile(r"[A-Za-z0-9_-]{8,100}")
-VERSION = re.compile(r"[1-9][0-9]{0,11}")
-
-
-def new_command_id() -> str:
-    """Return a fresh idempotency key for one form: submitted twice, it changes the ticket once."""
-    return secrets.token_urlsafe(16)
-
-
-def _command_id(value: str) -> str:
-    if not COMMAND_ID.fullmatch(value):
-        raise PageError(400, "Form incomplete", "This form is missing a part. Reload the page and try again.")
-    return value
-
-
-def _version(value: str) -> int | None:
-    return int(value) if VERSION.fullmatch(value) else None
 
 
 def _comment_text(value: str) -> str:
     # Browsers send a textarea's line breaks as CRLF; the conversation keeps plain newlines.
     return value.replace("\r\n", "\n")
-
-
-def _sentence(text: str) -> str:
-    text = text.strip()
-    text = text[:1].upper() + text[1:]
-    return text if text.endswith((".", "!", "?", "…")) else text + "."
 
 
 @dataclass(frozen=True)
@@ -334,50 +262,11 @@ def _templates() -> Jinja2Templates:
     return Jinja2Templates(env=env)
 
 
-def build_router(portal: Portal, templates: Jinja2Templates) -> APIRouter:
+def build_router(portal: Portal) -> APIRouter:
     """Return the router with the sign-in and ticket pages; every POST is CSRF-checked."""
-
-    async def csrf_protect(request: Request) -> None:
-        if request.method in SAFE_METHODS:
-            return
-        form = await request.form()
-        if not portal.sessions.csrf_ok(portal.session_of(request), form.get("csrf_token")):
-            log.info("refused a %s to %s without a valid CSRF token", request.method, request.url.path)
-            raise PageError(
-                403,
-                "Form expired",
-                "This form has expired or did not come from this site. Reload the page and try again.",
-            )
-
-    router = APIRouter(dependencies=[Depends(csrf_protect)], include_in_schema=False)
-
-    async def signed_in(request: Request) -> User:
-        session = portal.session_of(request)
-        user = await portal.accounts.user_of(session)
-        if user is None or session is None:
-            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            raise SignInRequired(target)
-        request.state.user = user
-        request.state.csrf_token = portal.sessions.csrf_token(session)
-        return user
-
-    async def agent(user: Annotated[User, Depends(signed_in)]) -> User:
-        if not can_use_agent_workspace(user.role):
-            raise PageError(
-                403,
-                "Not for customers yet",
-                "This is the agents' workspace. The customer portal is coming soon.",
-            )
-        return user
-
-    Agent = Annotated[User, Depends(agent)]
-
-    async def admin(user: Annotated[User, Depends(signed_in)]) -> User:
-        if user.role != "admin":
-            raise PageError(403, "For admins only", "Only admins may open this page.")
-        return user
-
-    Admin = Annotated[User, Depends(admin)]
+    router = page_router()
+    Agent = StaffUser
+    Admin = AdminUser
 
     async def link_ticket(token: str) -> TicketDetail:
         if not LINK_TOKEN.fullmatch(token):
@@ -392,13 +281,6 @@ def build_router(portal: Portal, templates: Jinja2Templates) -> APIRouter:
         if attachment_id not in {a.attachment_id for a in ticket.attachments}:
             raise PageError(404, "Attachment not found", "This ticket has no such attachment.")
         return _download(await portal.ingest.attachment(attachment_id))
-
-    def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-        context.setdefault("user", getattr(request.state, "user", None))
-        context.setdefault("csrf_token", getattr(request.state, "csrf_token", ""))
-        response = templates.TemplateResponse(request, name, context, status_code=status)
-        response.headers["Cache-Control"] = "no-store"
-        return response
 
     async def show_ticket(
         request: Request, user: User, number: int, *, status: int = 200, alert: str = "", draft: Draft | None = None
@@ -517,6 +399,18 @@ def build_router(portal: Portal, templates: Jinja2Templates) -> APIRouter:
         portal.clear_session(response)
         return response
 
+    @router.get("/me")
+    async def my_settings(request: Request, user: SignedIn, saved: str = "") -> Response:
+        return render(request, "me.html", saved=saved == "1")
+
+    @router.post("/me")
+    async def save_my_settings(request: Request, user: SignedIn, language: Annotated[str, Form()] = "") -> Response:
+        if language and language not in LANGUAGES:
+            return render(request, "me.html", 422, saved=False)
+        await portal.accounts.users.set_language(user.id, language)
+        log.info("%s chose the language %r", user.email, language or "(browser)")
+        return RedirectResponse("/me?saved=1", status_code=303)
+
     @router.get("/tickets")
     async def ticket_list(request: Request, user: Agent, view: str = DEFAULT_VIEW, cursor: str = "") -> Response:
         if view not in VIEWS:
@@ -550,7 +444,7 @@ def build_router(portal: Portal, templates: Jinja2Templates) -> APIRouter:
 
     @router.get("/tickets/{number}")
     async def ticket_detail(request: Request, user: Agent, number: str) -> Response:
-        return await show_ticket(request, user, _ticket_number(number))
+        return await show_ticket(request, user, ticket_number_of(number))
 
     @router.post("/tickets/{number}/assign")
     async def assign_to_me(
@@ -560,8 +454,8 @@ def build_router(portal: Portal, templates: Jinja2Templates) -> APIRouter:
         command_id: Annotated[str, Form()] = "",
         version: Annotated[str, Form()] = "",
     ) -> Response:
-        ticket_number = _ticket_number(number)
-        command = _command_id(command_id)
+        ticket_number = ticket_number_of(number)
+        command = command_id_of(command_id)
         if not can_assign(user.role):
             alert = "Not assigned: light agents cannot take tickets. Ask an agent or an admin to assign it."
             return await show_ticket(request, user, ticket_number, status=403, alert=alert)
@@ -571,10 +465,10 @@ def build_router(portal: Portal, templates: Jinja2Templates) -> APIRouter:
                 ticket_number,
                 {"handler": user.id},
                 command_id=command,
-                expected_version=_version(version),
+                expected_version=version_of(version),
             )
         except CommandRefused as exc:
-            alert = f"Not assigned: {_sentence(exc.message)}"
+            alert = f"Not assigned: {sentence(exc.message)}"
             return await show_ticket(request, user, ticket_number, status=exc.status, alert=alert)
         log.info("%s took ticket #%s", user.email, ticket_number)
         return RedirectResponse(f"/tickets/{ticket_number}", status_code=303)
@@ -588,8 +482,8 @@ def build_router(portal: Portal, templates: Jinja2Templates) -> APIRouter:
         kind: Annotated[str, Form()] = "",
         command_id: Annotated[str, Form()] = "",
     ) -> Response:
-        ticket_number = _ticket_number(number)
-        command = _command_id(command_id)
+        ticket_number = ticket_number_of(number)
+        command = command_id_of(command_id)
         text = _comment_text(text)
         draft = Draft(text=text, kind=kind)
         kinds = comment_kinds(user.role)
@@ -615,13 +509,13 @@ def build_router(portal: Portal, templates: Jinja2Templates) -> APIRouter:
                 command_id=command,
             )
         except CommandRefused as exc:
-            return await refuse(exc.status, _sentence(exc.message))
+            return await refuse(exc.status, sentence(exc.message))
         log.info("%s added a %s to ticket #%s", user.email, kind, ticket_number)
         return RedirectResponse(f"/tickets/{ticket_number}", status_code=303)
 
     @router.get("/tickets/{number}/attachments/{attachment_id}")
     async def ticket_attachment(user: Agent, number: str, attachment_id: str) -> Response:
-        ticket = await portal.tickets.get_ticket(Actor.of(user), _ticket_number(number))
+        ticket = await portal.tickets.get_ticket(Actor.of(user), ticket_number_of(number))
         return await attachment_of(ticket, attachment_id)
 
     @router.get("/t/{token}")
@@ -638,7 +532,7 @@ def build_router(portal: Portal, templates: Jinja2Templates) -> APIRouter:
     ) -> Response:
         # Whoever holds the link answers as the ticket's requester: a customer comment, nothing else.
         ticket = await link_ticket(token)
-        command = _command_id(command_id)
+        command = command_id_of(command_id)
         text = _comment_text(text)
 
         def refuse(status: int, why: str) -> Response:
@@ -664,7 +558,7 @@ def build_router(portal: Portal, templates: Jinja2Templates) -> APIRouter:
                 channel="portal",
             )
         except CommandRefused as exc:
-            return refuse(exc.status, _sentence(exc.message))
+            return refuse(exc.status, sentence(exc.message))
         log.info("the requester of ticket #%s answered through the ticket link", ticket.number)
         return RedirectResponse(f"/t/{token}", status_code=303)
 
@@ -695,12 +589,6 @@ def build_router(portal: Portal, templates: Jinja2Templates) -> APIRouter:
     return router
 
 
-def _ticket_number(number: str) -> int:
-    if not number.isascii() or not number.isdigit() or not 0 < int(number) < MAX_TICKET_NUMBER:
-        raise PageError(404, "Ticket not found", "There is no ticket with that number.")
-    return int(number)
-
-
 def _description_is_separate(description: str, comments: list[Comment]) -> bool:
     # Tickets from email often repeat the first message as the description; show it once.
     if not description.strip():
@@ -711,18 +599,13 @@ def _description_is_separate(description: str, comments: list[Comment]) -> bool:
 def install(app: FastAPI, portal: Portal) -> None:
     """Add the pages, the static files, the error pages and the security headers to the app."""
     templates = _templates()
-    app.include_router(build_router(portal, templates))
+    app.state.templates = templates
+    app.include_router(build_router(portal))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_middleware(SecurityHeaders)
 
     def error_page(request: Request, status: int, title: str, message: str) -> HTMLResponse:
-        context = {
-            "user": getattr(request.state, "user", None),
-            "csrf_token": getattr(request.state, "csrf_token", ""),
-            "title": title,
-            "message": message,
-            "status": status,
-        }
+        context = template_context(request, {"title": title, "message": message, "status": status})
         response = templates.TemplateResponse(request, "error.html", context, status_code=status)
         response.headers["Cache-Control"] = "no-store"
         return response
@@ -753,6 +636,7 @@ def install(app: FastAPI, portal: Portal) -> None:
         return error_page(request, exc.status_code, title, title + ".")
 
     handle(SignInRequired, to_sign_in)
+    handle(RedirectTo, lambda _, exc: RedirectResponse(exc.url, status_code=303))
     handle(PageError, lambda request, exc: error_page(request, exc.status, exc.title, exc.message))
     handle(TicketsUnavailable, unavailable)
     handle(
@@ -775,4 +659,4 @@ def install(app: FastAPI, portal: Portal) -> None:
     handle(IngestNotFound, lambda request, exc: error_page(request, 404, "Not found", "There is no such file."))
 
 
-__all__ = ["Portal", "SecurityHeaders", "build_router", "install"]
+__all__ = ["SecurityHeaders", "build_router", "install"]
