@@ -10,7 +10,7 @@ from hdkit.service import build_runtime, http_app
 from prometheus_client import Counter
 from pymongo import AsyncMongoClient
 
-from portal import web
+from portal import admin_people, admin_workflow, customer_pages, stats_pages, web, workspace_lists, workspace_ticket
 from portal.accounts import Accounts
 from portal.domain import Users
 from portal.ingest_client import Ingest, IngestClient
@@ -34,8 +34,9 @@ def create_app(
     triggers: Triggers | None = None,
     passwords: Passwords | None = None,
     limiter: SignInLimiter | None = None,
+    services: dict[str, Any] | None = None,
 ) -> FastAPI:
-    """Return the portal app; tests hand in fakes for the user store, the tickets service, ingest and triggers."""
+    """Return the portal app; tests hand in fakes for the user store, the services' clients and `services`."""
     rt = build_runtime("portal", settings, broker=broker, mongo=mongo, configure_logging=configure_logging)
     if configure_logging:
         # One line per call to the tickets service is noise; failures are logged by the client.
@@ -69,11 +70,14 @@ def create_app(
         cookie_secure=settings.cookie_secure,
         sign_ins=sign_ins,
         public_url=settings.public_url,
+        services=dict(services or {}),
     )
     app = http_app(rt, title="helpdesk portal", description="The agent workspace: sign-in, queues, tickets.")
     app.state.runtime = rt
     app.state.portal = portal
     web.install(app, portal)
+    for area in (workspace_lists, workspace_ticket, customer_pages, admin_people, admin_workflow, stats_pages):
+        area.setup(app, portal, settings)
     app.include_router(staff_api(users, settings.service_token.get_secret_value()))
     return app
 

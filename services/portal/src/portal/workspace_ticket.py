@@ -1,0 +1,10 @@
+"""The ticket page's tools: fields, contact, merge/link/split/follow, reply templates, snippets, files, @mentions."""
+
+from fastapi import FastAPI
+
+from portal.pagekit import Portal
+from portal.settings import Settings
+
+
+def setup(app: FastAPI, portal: Portal, settings: Settings) -> None:
+    """Add this area's pages to the app and its clients to `portal.services` (unless tests put fakes there)."""
