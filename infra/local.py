@@ -120,6 +120,7 @@ class LocalHelpdesk:
             "HELPDESK_TICKETS_URL": f"http://127.0.0.1:{p.tickets}",
             "HELPDESK_TRIGGERS_URL": f"http://127.0.0.1:{p.triggers}",
             "HELPDESK_INGEST_URL": f"http://127.0.0.1:{p.ingest}",
+            "HELPDESK_NOTIFY_URL": f"http://127.0.0.1:{p.notify}",
             "HELPDESK_PUBLIC_URL": f"http://127.0.0.1:{p.portal}",
             "HELPDESK_PORTAL_URL": f"http://127.0.0.1:{p.portal}",
             "HELPDESK_OUTBOUND_SMTP_HOST": "127.0.0.1",

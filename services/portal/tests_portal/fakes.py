@@ -1,12 +1,14 @@
 """In-memory stand-ins for the user store and the tickets, ingest and triggers services."""
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from copy import deepcopy
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from portal.domain import VIEWS, Actor, EmailTaken, User
 from portal.ingest_client import Download, IngestNotFound, IngestUnavailable, QuarantineEntry, Reprocessed
+from portal.service_client import ServiceNotFound, ServiceUnavailable
 from portal.tickets_client import (
     CommandRefused,
     CommentKind,
@@ -118,6 +120,50 @@ class SentCommand:
     body: dict[str, Any] = field(default_factory=dict)
 
 
+Route = Callable[..., Any]
+
+
+class FakeService:
+    """A service's HTTP API for `call`: answers by (METHOD, path) from `routes`, every call recorded.
+
+    A route is a value (returned as it is) or a function of (params, json, actor) that returns the answer
+    or raises `ServiceRefused` / `ServiceNotFound` like the real service would. Unknown routes are 404s.
+    """
+
+    def __init__(self, name: str = "service") -> None:
+        self.name = name
+        self.routes: dict[tuple[str, str], Any] = {}
+        self.calls: list[tuple[str, str, Any, Any]] = []
+        self.down = False
+
+    def route(self, method: str, path: str, answer: Any) -> None:
+        """Answer calls of `method` to `path` with `answer` (a value or a function)."""
+        self.routes[(method.upper(), path)] = answer
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        actor: Actor | None = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        self.calls.append((method.upper(), path, dict(params or {}), json))
+        if self.down:
+            raise ServiceUnavailable(self.name, "unreachable (ConnectError)")
+        answer = self.routes.get((method.upper(), path))
+        if answer is None:
+            raise ServiceNotFound(path)
+        if callable(answer):
+            return answer(params=dict(params or {}), json=json, actor=actor)
+        return deepcopy(answer)
+
+    async def aclose(self) -> None:
+        return None
+
+
 class FakeTickets:
     """The tickets service's answers, with the actor of every call and every command sent recorded.
 
@@ -133,6 +179,8 @@ class FakeTickets:
         self.commands: list[SentCommand] = []
         self.applied: set[tuple[int, str]] = set()
         self.refusal: CommandRefused | None = None
+        self.api = FakeService("tickets")
+        """Answers of `call` (the tickets API beyond the typed methods), by (METHOD, path)."""
 
     def _call(self, actor: Actor) -> None:
         self.actors.append(actor)
@@ -204,6 +252,10 @@ class FakeTickets:
                     "created_at": datetime(2025, 3, 4, 11, 0, tzinfo=UTC).isoformat(),
                 }
             )
+
+    async def call(self, method: str, path: str, actor: Actor, **kwargs: Any) -> Any:
+        self.actors.append(actor)
+        return await self.api.call(method, path, actor, **kwargs)
 
     async def aclose(self) -> None:
         return None
@@ -296,6 +348,11 @@ class FakeTriggers:
         self.records: dict[str, list[dict[str, Any]]] = {}
         self.asked: list[str] = []
         self.down = False
+        self.api = FakeService("triggers")
+        """Answers of `call` (the rules, calendars and SLA API), by (METHOD, path)."""
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return await self.api.call(method, path, **kwargs)
 
     async def firings(self, ticket_id: str, *, limit: int = 100) -> list[FiringRecord]:
         self.asked.append(ticket_id)

@@ -16,6 +16,7 @@ from portal.domain import Users
 from portal.ingest_client import Ingest, IngestClient
 from portal.pagekit import Portal
 from portal.security import Passwords, SessionCodec, SignInLimiter
+from portal.service_client import ServiceClient
 from portal.settings import Settings
 from portal.store import UserStore
 from portal.tickets_client import Tickets, TicketsClient
@@ -72,6 +73,11 @@ def create_app(
         public_url=settings.public_url,
         services=dict(services or {}),
     )
+    if "notify" not in portal.services:
+        portal.services["notify"] = ServiceClient(
+            "notify", settings.notify_url, settings.service_token.get_secret_value(), timeout=settings.notify_timeout
+        )
+    rt.on_stop.append(portal.services["notify"].aclose)
     app = http_app(rt, title="helpdesk portal", description="The agent workspace: sign-in, queues, tickets.")
     app.state.runtime = rt
     app.state.portal = portal

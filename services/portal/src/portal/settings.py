@@ -26,6 +26,11 @@ class Settings(ServiceSettings, ServiceTokenSettings):
         gt=0,
         description="Seconds to wait for triggers before showing a ticket without its automation log.",
     )
+    notify_url: str = Field(
+        default="http://127.0.0.1:8004",
+        description="Base URL of notify's HTTP API (templates, signatures, mail settings, in-app notifications).",
+    )
+    notify_timeout: float = Field(default=3.0, gt=0, description="Seconds to wait for notify before showing an error.")
     session_secret: SecretStr = Field(
         description="Key that signs session cookies and CSRF tokens (no default, at least 32 characters).",
         min_length=32,

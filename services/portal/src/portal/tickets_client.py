@@ -9,6 +9,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from portal.domain import VIEWS, Actor
+from portal.service_client import ServiceUnavailable, answer_of
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,17 @@ class Tickets(Protocol):
     ) -> None:
         """Add a comment to a ticket as the actor; raise `CommandRefused` when the tickets service says no."""
 
+    async def call(
+        self,
+        method: str,
+        path: str,
+        actor: Actor,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+    ) -> Any:
+        """Make any call to the tickets API as the actor and return its JSON (see `service_client`)."""
+
     async def aclose(self) -> None:
         """Release connections."""
 
@@ -308,6 +320,25 @@ class TicketsClient:
         message = _refusal(response)
         log.info("tickets service refused %s %s for %s (HTTP %s): %s", method, path, actor.id, status, message)
         raise CommandRefused(status, message)
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        actor: Actor,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+    ) -> Any:
+        """Make any call to the tickets API as the actor and return its JSON (see `service_client`)."""
+        try:
+            response = await self._http.request(
+                method, path, params=dict(params) if params else None, json=json, headers=self._actor_headers(actor)
+            )
+        except httpx.HTTPError as exc:
+            log.warning("tickets service unreachable: %s %s: %s", method, path, exc)
+            raise ServiceUnavailable("tickets", f"unreachable ({type(exc).__name__})") from exc
+        return answer_of("tickets", method, path, response)
 
     async def aclose(self) -> None:
         """Release connections."""

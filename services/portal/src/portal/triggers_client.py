@@ -2,11 +2,14 @@
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from portal.service_client import ServiceClient
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +83,23 @@ class Triggers(Protocol):
     async def firings(self, ticket_id: str, *, limit: int = 100) -> list[FiringRecord]:
         """Return the firing log of one ticket, newest first; `TriggersUnavailable` when it cannot be had."""
 
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Make any call to the triggers API and return its JSON (see `service_client`)."""
+
     async def aclose(self) -> None:
         """Release connections."""
 
 
-class TriggersClient:
-    """The triggers service over HTTP, authenticated with the service token."""
+class TriggersClient(ServiceClient):
+    """The triggers service over HTTP, authenticated with the service token (`call` for the admin API)."""
 
     def __init__(
         self,
@@ -95,14 +109,7 @@ class TriggersClient:
         timeout: float = 2.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._timeout = timeout
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {service_token}", "Accept": "application/json"},
-            timeout=timeout,
-            transport=transport,
-            follow_redirects=False,
-        )
+        super().__init__("triggers", base_url, service_token, timeout=timeout, transport=transport)
 
     async def firings(self, ticket_id: str, *, limit: int = 100) -> list[FiringRecord]:
         """Return the firing log of one ticket, newest first; `TriggersUnavailable` when it cannot be had."""
@@ -125,7 +132,3 @@ class TriggersClient:
         except ValidationError as exc:
             log.warning("triggers answered GET /firings with an unreadable body: %s", exc)
             raise TriggersUnavailable("unreadable answer from triggers") from exc
-
-    async def aclose(self) -> None:
-        """Release connections."""
-        await self._http.aclose()

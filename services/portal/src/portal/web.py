@@ -59,6 +59,7 @@ from portal.pagekit import (
     version_of,
 )
 from portal.security import Session
+from portal.service_client import ServiceNotFound, ServiceUnavailable
 from portal.tickets_client import (
     CommandRefused,
     Comment,
@@ -656,6 +657,20 @@ def install(app: FastAPI, portal: Portal) -> None:
         return response
 
     handle(IngestUnavailable, ingest_unavailable)
+
+    def service_unavailable(request: Request, exc: ServiceUnavailable) -> Response:
+        log.warning("showing 'service unavailable' for %s: %s", request.url.path, exc)
+        response = error_page(
+            request,
+            503,
+            "Service unavailable",
+            f"The {exc.service} service is not answering right now. Try again in a moment.",
+        )
+        response.headers["Retry-After"] = "10"
+        return response
+
+    handle(ServiceUnavailable, service_unavailable)
+    handle(ServiceNotFound, lambda request, exc: error_page(request, 404, "Not found", "There is no such thing here."))
     handle(IngestNotFound, lambda request, exc: error_page(request, 404, "Not found", "There is no such file."))
 
 
