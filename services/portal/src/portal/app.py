@@ -18,6 +18,7 @@ from portal.pagekit import Portal
 from portal.security import Passwords, SessionCodec, SignInLimiter
 from portal.service_client import ServiceClient
 from portal.settings import Settings
+from portal.site_settings import MongoSiteSettings
 from portal.store import UserStore
 from portal.tickets_client import Tickets, TicketsClient
 from portal.triggers_client import Triggers, TriggersClient
@@ -78,6 +79,7 @@ def create_app(
             "notify", settings.notify_url, settings.service_token.get_secret_value(), timeout=settings.notify_timeout
         )
     rt.on_stop.append(portal.services["notify"].aclose)
+    portal.services.setdefault("site_settings", MongoSiteSettings(rt.db))
     app = http_app(rt, title="helpdesk portal", description="The agent workspace: sign-in, queues, tickets.")
     app.state.runtime = rt
     app.state.portal = portal
