@@ -1,4 +1,4 @@
-"""`portal run | migrate | ensure-admin | set-password | openapi | asyncapi`: one process, one command."""
+"""`portal run | migrate | ensure-admin | add-user | set-password | openapi | asyncapi`: one process, one command."""
 
 import argparse
 import asyncio
@@ -7,17 +7,19 @@ import json
 import logging
 import secrets
 import sys
+import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, cast
 
 from hdkit.mongo import make_client
 from hdkit.service import serve
 
 from portal.accounts import AccountError, Accounts
 from portal.app import create_app
-from portal.domain import Users
-from portal.security import Passwords
+from portal.domain import ROLES, EmailTaken, Role, User, Users, is_plausible_email, normalise_email
+from portal.security import Passwords, new_password
 from portal.settings import Settings
 from portal.store import UserStore
 
@@ -60,6 +62,36 @@ async def set_password(accounts: Accounts, email: str, password: str | None, out
     return 0
 
 
+async def add_user(
+    users: Users, passwords: Passwords, email: str, name: str, role: str, groups: list[str], out: TextIO
+) -> int:
+    """Add a user with a generated password and print it once (for scripts and first set-up)."""
+    email = normalise_email(email)
+    if not is_plausible_email(email):
+        print(f"error: not an email address: {email!r}", file=sys.stderr)
+        return 1
+    if role not in ROLES:
+        print(f"error: role must be one of {', '.join(ROLES)}", file=sys.stderr)
+        return 1
+    password = new_password()
+    user = User(
+        id=str(uuid.uuid4()),
+        email=email,
+        name=name.strip(),
+        role=cast(Role, role),
+        groups=tuple(sorted({g.strip() for g in groups if g.strip()})),
+        password_hash=passwords.hash(password),
+        created_at=datetime.now(UTC),
+    )
+    try:
+        await users.add(user)
+    except EmailTaken:
+        print(f"error: {email} is already a user", file=sys.stderr)
+        return 1
+    print(f"user added: {email} / {password} ({role})", file=out)
+    return 0
+
+
 async def _with_store(settings: Settings, work: Callable[[UserStore], Awaitable[int]]) -> int:
     client = make_client(settings.mongo_url)
     try:
@@ -97,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("set-password", help="set a user's password from stdin, or generate and print one")
     p.add_argument("--email", required=True)
     p.add_argument("--generate", action="store_true", help="generate a password instead of reading one")
+    p = sub.add_parser("add-user", help="add a user with a generated password (printed once)")
+    p.add_argument("--email", required=True)
+    p.add_argument("--name", default="")
+    p.add_argument("--role", required=True, choices=ROLES)
+    p.add_argument("--group", action="append", default=[], help="a group the user works in (repeatable)")
     for name in ("openapi", "asyncapi"):
         p = sub.add_parser(name, help=f"write the {name} document")
         p.add_argument("--out", required=True)
@@ -123,6 +160,13 @@ def main(argv: list[str] | None = None) -> int:
             _with_store(
                 settings,
                 lambda users: ensure_admin(Accounts(users, Passwords()), args.email, args.name, sys.stdout),
+            )
+        )
+    if args.command == "add-user":
+        return asyncio.run(
+            _with_store(
+                settings,
+                lambda users: add_user(users, Passwords(), args.email, args.name, args.role, args.group, sys.stdout),
             )
         )
     if args.command == "set-password":
