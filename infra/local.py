@@ -185,6 +185,10 @@ class LocalHelpdesk:
         self.admin_line = next((line for line in out.splitlines() if line.startswith("admin")), out.strip())
         self.say("· topics created, indexes and defaults in place")
 
+    def run_cli(self, service: str, *args: str) -> str:
+        """Run one of a service's commands (e.g. `portal add-user ...`) against this stack; return its output."""
+        return self._run([str(BIN / service), *args], self.env(service))
+
     def _run(self, cmd: list[str], env: dict[str, str]) -> str:
         result = subprocess.run(  # noqa: S603 - our own commands
             cmd, env=env, capture_output=True, text=True, timeout=120, check=False
