@@ -6,7 +6,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from contracts.envelope import Message
-from contracts.models import MAX_TEXT, Actor, Address, Automation, Channel
+from contracts.models import MAX_TEXT, Actor, Address, Attachment, Automation, Channel
 
 
 class SendNotification(Message):
@@ -82,6 +82,9 @@ class CreateTicket(TicketCommand):
         description="Field values: title, description, type, status, priority, category, group, handler, "
         "organisation, cc, tags, parent (number), dormant_until, recurrence, custom.<key>.",
     )
+    attachments: tuple[Attachment, ...] = Field(
+        default=(), description="Files that come with the first message (uploaded to ingest beforehand)."
+    )
 
 
 class UpdateTicket(TargetedCommand):
@@ -105,6 +108,9 @@ class AddComment(TargetedCommand):
     text: str = Field(description="Plain text.", min_length=1, max_length=MAX_TEXT)
     html: str | None = Field(default=None, description="HTML (sanitised before it is stored).", max_length=MAX_TEXT)
     channel: Channel = Field(default="agent", description="Where it was written.")
+    attachments: tuple[Attachment, ...] = Field(
+        default=(), description="Files that come with the comment (uploaded to ingest, or kept from its email)."
+    )
 
 
 class FollowTicket(TargetedCommand):

@@ -74,6 +74,9 @@ class TicketCreated(Message):
     left_out: tuple[LeftOutAttachment, ...] = Field(
         default=(), description="Attachments of the creating email that ingest left out for their size."
     )
+    attachments: tuple[Attachment, ...] = Field(
+        default=(), description="Files that came with the first message (its email's, or uploaded with the form)."
+    )
 
 
 class Comment(Frozen):
@@ -94,6 +97,9 @@ class Comment(Frozen):
     auto_submitted: bool = Field(default=False, description="True when it came from an automatic message.")
     left_out: tuple[LeftOutAttachment, ...] = Field(
         default=(), description="For email: attachments ingest left out for their size."
+    )
+    attachments: tuple[Attachment, ...] = Field(
+        default=(), description="Files that came with it (bytes in ingest: `GET /api/attachments/{attachment_id}`)."
     )
     created_at: datetime = Field(description="When it was added (UTC).")
 

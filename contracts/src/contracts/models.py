@@ -12,6 +12,9 @@ Visibility = Literal["public", "internal"]
 MAX_TEXT = 1_000_000
 """Largest text field accepted in any message (1 MB of characters)."""
 
+UPLOAD_ID_PATTERN = r"^upload:[0-9a-f]{32}$"
+"""Form of the id of a file uploaded to ingest (`POST /api/attachments`): 128 random bits, never guessable."""
+
 
 class Frozen(BaseModel):
     """Immutable, strict base for value objects."""

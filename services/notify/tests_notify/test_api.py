@@ -86,6 +86,7 @@ async def test_the_settings_start_as_email_with_english_and_swedish_greetings(cl
     assert settings == {
         "notify_mode": "email",
         "closing_greeting": {"en": "Best regards,", "sv": "Vänliga hälsningar,"},
+        "from_name": "",
     }
 
 
@@ -94,7 +95,7 @@ async def test_an_admin_can_change_the_notify_mode_and_the_greetings(app, client
 
     assert (await client.put("/settings", json=body, headers=AUTH)).status_code == 200
 
-    assert (await client.get("/settings", headers=AUTH)).json() == body
+    assert (await client.get("/settings", headers=AUTH)).json() == {**body, "from_name": ""}
     command = agent_reply()
     await app.state.handlers.send_notification(envelope_of(command), command)
     assert smtp.outbox == [] and store.docs["reply-1"]["state"] == "skipped"

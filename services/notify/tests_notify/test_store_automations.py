@@ -124,5 +124,5 @@ async def test_seeding_twice_adds_the_new_templates_once_and_keeps_an_admins_edi
 
     again = await store.seed_templates(default_templates())
 
-    assert first == len(default_templates()) == 14 and again == 0
+    assert first == len(default_templates()) == 16 and again == 0
     assert (await store.find_template("agent_reply", ["sv"])).subject == "Svar: {{ ticket.title }}"

@@ -5,13 +5,18 @@ import unicodedata
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Response, status
+from contracts.models import Attachment
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 from hdkit.auth import require_service_token
 from hdkit.mongo import OutboxRelay
 from hdkit.service import build_runtime, http_app
+from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
+from starlette.requests import ClientDisconnect
 
 from contracts import EmailReceived, topics
 from ingest.handlers import EmailIntake, Limits, NotAccepted, QuarantineEntryNotFound, StillUnreadable
@@ -20,6 +25,7 @@ from ingest.mailboxes import MailboxDirectory
 from ingest.settings import Settings
 from ingest.smtp import DeliveryHandler, start_receivers
 from ingest.store import Store
+from ingest.uploads import UploadRefused, Uploads
 
 
 def create_app(
@@ -80,7 +86,8 @@ def create_app(
     app.state.intake = intake
     app.state.imap = imap
     app.state.store = store
-    app.include_router(api(store, intake, settings.service_token.get_secret_value()))
+    uploads = Uploads(store, rt.metrics, max_bytes=settings.max_upload_bytes)
+    app.include_router(api(store, intake, settings.service_token.get_secret_value(), uploads=uploads))
     return app
 
 
@@ -109,9 +116,36 @@ def content_disposition(filename: str, fallback: str = "attachment") -> str:
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name[:200] or ascii_name, safe='')}"
 
 
-def api(store: Store, intake: EmailIntake, token: str) -> APIRouter:
-    """Return the admin API of ingest: the quarantine and attachment downloads."""
+UPLOAD_FORM = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary", "description": "The file."},
+                        "filename": {"type": "string", "description": "Its name, if not the part's own."},
+                        "content_type": {"type": "string", "description": "Its type, if not the part's own."},
+                        "uploaded_by": {"type": "string", "description": "Who uploaded it (user id), for audit."},
+                    },
+                }
+            }
+        },
+    }
+}
+_FORM_SLACK = 64 * 1024  # multipart boundaries and the small fields around the file
+
+
+def _form_text(value: object, limit: int) -> str | None:
+    return value[:limit] if isinstance(value, str) and value else None
+
+
+def api(store: Store, intake: EmailIntake, token: str, *, uploads: Uploads | None = None) -> APIRouter:
+    """Return the admin API of ingest: the quarantine, attachment downloads and uploads."""
     router = APIRouter(prefix="/api", dependencies=[Depends(require_service_token(token))])
+    uploads = uploads or Uploads(store, CollectorRegistry())
 
     @router.get(
         "/quarantine",
@@ -182,8 +216,8 @@ def api(store: Store, intake: EmailIntake, token: str) -> APIRouter:
         """Serve a kept attachment so that a browser downloads it and never renders or runs it.
 
         Only ingest's service token is checked here: the portal proxies this route after its own check that
-        the user may see the ticket the attachment belongs to. Attachment ids are ``{raw_id}:a{n}`` and need
-        a metadata record, so a raw message's bytes are never served through this route.
+        the user may see the ticket the attachment belongs to. Attachment ids are ``{raw_id}:a{n}`` (mail) or
+        ``upload:{32 hex}`` (uploads) and need a metadata record, so a raw message's bytes are never served here.
         """
         meta = await store.find_attachment(attachment_id)
         data = await store.load_raw(attachment_id) if meta else None
@@ -192,4 +226,53 @@ def api(store: Store, intake: EmailIntake, token: str) -> APIRouter:
         headers = {**DOWNLOAD_HEADERS, "Content-Disposition": content_disposition(str(meta.get("filename") or ""))}
         return Response(data, media_type=download_type(str(meta.get("content_type") or "")), headers=headers)
 
+    @router.post(
+        "/attachments",
+        tags=["attachments"],
+        status_code=status.HTTP_201_CREATED,
+        response_model=Attachment,
+        summary="Keep an uploaded file (multipart: file, filename?, content_type?, uploaded_by?) like a mail "
+        "attachment; returns it as tickets records attachments.",
+        openapi_extra=UPLOAD_FORM,
+        responses={
+            413: {"description": "Larger than the upload limit; `detail` says which file and what limit."},
+            422: {"description": "No file, or an empty one; `detail` says why."},
+        },
+    )
+    async def upload(request: Request) -> Attachment:
+        """Keep one file; it is downloadable at once through `GET /api/attachments/{attachment_id}`.
+
+        The id is random (128 bits): the tickets service accepts only such ids from its API, so nobody can
+        attach a file of someone else's mail by naming its id.
+        """
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > uploads.max_bytes + _FORM_SLACK:
+            raise _refused(uploads.too_large(""))  # refused before a byte of the body is read
+        try:
+            form = await request.form(max_files=1, max_fields=10)
+        except (MultiPartException, ClientDisconnect) as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"not a readable form: {exc}") from exc
+        try:
+            part = form.get("file")
+            if not isinstance(part, UploadFile):
+                raise _refused(uploads.refuse("empty", 422, "No file was sent (the form field is `file`)."))
+            data = await part.read(uploads.max_bytes + 1)  # never more than one byte past the limit
+            filename = _form_text(form.get("filename"), 1000) or part.filename
+            content_type = _form_text(form.get("content_type"), 255) or part.content_type
+            try:
+                return await uploads.keep(
+                    data,
+                    filename=filename,
+                    content_type=content_type,
+                    uploaded_by=_form_text(form.get("uploaded_by"), 320),
+                )
+            except UploadRefused as exc:
+                raise _refused(exc) from exc
+        finally:
+            await form.close()  # the spooled temporary file of the part
+
     return router
+
+
+def _refused(exc: UploadRefused) -> HTTPException:
+    return HTTPException(exc.status, exc.reason)

@@ -78,6 +78,12 @@ class Settings(ServiceSettings, ServiceTokenSettings):
         default=20 * 1024 * 1024,
         description="Largest total of one message's kept attachments; files past it are left out with a note.",
     )
+    max_upload_bytes: int = Field(
+        default=25 * 1024 * 1024,
+        ge=1,
+        description="Hard size limit of one file uploaded through the portal (`POST /api/attachments`); the "
+        "admins' `attachment_limit_mb` setting in tickets can only be lower.",
+    )
     tickets_url: str = Field(default="http://127.0.0.1:8002", description="Tickets service, for the mailbox list.")
     mailbox_refresh_seconds: float = Field(default=30.0, description="How often the mailbox list is re-read.")
     imap_accounts: list[ImapAccount] = Field(

@@ -99,6 +99,11 @@ class Store:
                 [UpdateOne({"_id": doc["_id"]}, {"$setOnInsert": doc}, upsert=True) for doc in docs], ordered=False
             )
 
+    async def save_upload(self, record: dict[str, Any], data: bytes) -> None:
+        """Keep an uploaded file: its bytes first, then the record that makes it downloadable."""
+        await self.save_raw(record["_id"], data)
+        await self.save_attachments([record])
+
     async def find_attachment(self, attachment_id: str) -> dict[str, Any] | None:
         """Return an attachment's metadata record, or None."""
         return await self.attachments.find_one({"_id": attachment_id})

@@ -1,5 +1,6 @@
 """HTTP API of notify: what was sent, the templates, signatures and settings an admin edits, in-app notices."""
 
+import logging
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -21,7 +22,10 @@ from notify.domain import (
     check_template,
     scope_problem,
 )
+from notify.sign_in_links import SignInLinkMailer, SignInLinkNotSent
 from notify.store import Store
+
+log = logging.getLogger(__name__)
 
 
 class TemplateBody(Template):
@@ -72,6 +76,18 @@ class MarkedRead(BaseModel):
     unread: int = Field(description="How many are still unread.")
 
 
+class SignInLinkRequest(BaseModel):
+    """A sign-in link to mail to a customer, asked for by the portal."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: str = Field(
+        description="The customer's address.", min_length=3, max_length=320, pattern=r"^[^@\s<>]+@[^@\s<>]+$"
+    )
+    link: str = Field(description="The sign-in link (http or https).", max_length=2000, pattern=r"^https?://\S+$")
+    language: str = Field(default="en", description="Language of the mail (`sv`, `en`, ...).", pattern=LANGUAGE_PATTERN)
+
+
 def _unprocessable(loc: list[str | int], msg: str) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [{"loc": loc, "msg": msg, "type": "value_error"}])
 
@@ -80,9 +96,28 @@ def _inapp_item(doc: dict[str, Any]) -> InAppItem:
     return InAppItem.model_validate({**doc, "id": doc["_id"]})
 
 
-def make_router(store: Store, *, token: str) -> APIRouter:
-    """Return the notifications and templates API."""
+def make_router(store: Store, *, token: str, sign_in_links: SignInLinkMailer | None = None) -> APIRouter:
+    """Return the notifications and templates API (and `POST /sign-in-links` when a mailer is given)."""
     router = APIRouter(dependencies=[Depends(require_service_token(token))])
+
+    if sign_in_links is not None:
+        mailer = sign_in_links
+
+        @router.post(
+            "/sign-in-links",
+            tags=["sign-in"],
+            status_code=status.HTTP_202_ACCEPTED,
+            summary="Mail a customer their sign-in link now: 202 once the mail server took it, 503 when it did "
+            "not (try again shortly), 422 when it never will (bounced address, no template).",
+        )
+        async def send_sign_in_link(body: SignInLinkRequest) -> dict[str, bool]:
+            try:
+                await mailer.send(body.to, body.link, body.language)
+            except SignInLinkNotSent as exc:
+                log.warning("sign-in link to %s not sent: %s", body.to.lower(), exc)
+                code = status.HTTP_503_SERVICE_UNAVAILABLE if exc.retry else status.HTTP_422_UNPROCESSABLE_CONTENT
+                raise HTTPException(code, f"not sent: {exc}") from exc
+            return {"sent": True}
 
     @router.get("/notifications", tags=["notifications"], summary="Notifications of a ticket, newest first.")
     async def notifications(

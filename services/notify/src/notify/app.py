@@ -21,8 +21,10 @@ from contracts import (
     topics,
 )
 from notify.api import make_router
+from notify.attachments import FileSource, IngestFiles
 from notify.handlers import AutoMailCaps, Handlers, InAppNotifier, MailIdentity
 from notify.settings import Settings
+from notify.sign_in_links import SignInLinkMailer
 from notify.smtp import MailSender, SmtpSender
 from notify.store import Store
 
@@ -57,23 +59,30 @@ def create_app(
     mongo: AsyncMongoClient[dict[str, Any]] | None = None,
     store: Any | None = None,
     sender: MailSender | None = None,
+    files: FileSource | None = None,
     configure_logging: bool = False,
 ) -> FastAPI:
-    """Build the notify app; tests hand in their own broker, store client, store or SMTP sender."""
+    """Build the notify app; tests hand in their own broker, store client, store, SMTP sender or file source."""
     rt = build_runtime("notify", settings, broker=broker, mongo=mongo, configure_logging=configure_logging)
     store = store or Store(rt.db)
     relay = OutboxRelay(store.collection, rt.publisher)
+    sender = sender or SmtpSender(settings)
+    if files is None:
+        ingest_files = IngestFiles(settings.ingest_url, settings.service_token.get_secret_value())
+        rt.on_stop.append(ingest_files.aclose)
+        files = ingest_files
+    identity = MailIdentity(
+        message_id_secret=settings.message_id_secret.get_secret_value(),
+        mail_domain=settings.mail_domain,
+        mailbox_names={k.lower(): v for k, v in settings.mailbox_names.items()},
+        default_from_name=settings.default_from_name,
+        mailbox_signatures={k.lower(): v for k, v in settings.mailbox_signatures.items()},
+    )
     handlers = Handlers(
         store,
         relay,
-        sender or SmtpSender(settings),
-        identity=MailIdentity(
-            message_id_secret=settings.message_id_secret.get_secret_value(),
-            mail_domain=settings.mail_domain,
-            mailbox_names={k.lower(): v for k, v in settings.mailbox_names.items()},
-            default_from_name=settings.default_from_name,
-            mailbox_signatures={k.lower(): v for k, v in settings.mailbox_signatures.items()},
-        ),
+        sender,
+        identity=identity,
         metrics=rt.metrics,
         max_attempts=settings.smtp_max_attempts,
         max_retry_delay=settings.smtp_retry_max_delay,
@@ -83,6 +92,8 @@ def create_app(
             per_recipient_per_day=settings.auto_mail_per_recipient_per_day,
             per_staff_per_hour=settings.staff_notices_per_hour,
         ),
+        files=files,
+        max_attachments_bytes=settings.max_attachments_bytes_per_message,
     )
     inapp = InAppNotifier(store, metrics=rt.metrics)
     rt.consumer.subscribe(topics.NOTIFY_COMMANDS, {"SendNotification": handlers.send_notification})
@@ -108,7 +119,8 @@ def create_app(
     rt.declare_publisher(topics.NOTIFY_EVENTS, NotificationSent, NotificationFailed)
 
     app = http_app(rt, title=TITLE, description=DESCRIPTION)
-    app.include_router(make_router(store, token=settings.service_token.get_secret_value()))
+    sign_in_links = SignInLinkMailer(store, sender, identity)
+    app.include_router(make_router(store, token=settings.service_token.get_secret_value(), sign_in_links=sign_in_links))
     app.state.runtime = rt
     app.state.store = store
     app.state.relay = relay

@@ -138,6 +138,14 @@ def render(template: Template, context: Mapping[str, Any], *, ticket_number: int
     return Rendered(subject=subject_with_token(subject, ticket_number), text=text, html=html)
 
 
+def render_without_ticket(template: Template, context: Mapping[str, Any]) -> Rendered:
+    """Fill in a template for mail about no ticket (a sign-in link): the subject one line, no ticket token."""
+    subject = " ".join(_render("subject", template.subject, False, context).split())
+    text = _render("text", template.text, False, context)
+    html = _render("html", template.html, True, context) if template.html is not None else None
+    return Rendered(subject=subject, text=text, html=html)
+
+
 def _bracketed(message_id: str) -> str:
     return f"<{message_id.strip().strip('<>')}>"
 
@@ -271,6 +279,12 @@ class MailSettings(BaseModel):
         default_factory=lambda: dict(DEFAULT_CLOSINGS),
         description='Closing greeting by language, before the signature: {"en": "Best regards,"}.',
     )
+    from_name: str = Field(
+        default="",
+        max_length=100,
+        description="The From display name of mail from a mailbox that has no name of its own (the service's "
+        "`mailbox_names`); empty: the service's `default_from_name`. The From address is always the mailbox.",
+    )
 
     @field_validator("closing_greeting")
     @classmethod
@@ -281,6 +295,13 @@ class MailSettings(BaseModel):
             if len(greeting) > 200 or "\n" in greeting or "\r" in greeting:
                 raise ValueError(f"the greeting for {language!r} must be one line of at most 200 characters")
         return value
+
+    @field_validator("from_name")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if "\n" in value or "\r" in value:
+            raise ValueError("the From name must be one line")
+        return value.strip()
 
     def closing(self, language: str) -> str:
         """Return the closing greeting for a language (regional, base, then English; "" when none is set)."""

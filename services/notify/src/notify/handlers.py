@@ -32,6 +32,16 @@ from contracts import (
     derived_id,
     topics,
 )
+from notify.attachments import (
+    DEFAULT_MAX_BYTES,
+    Files,
+    FileSource,
+    LeftOutFile,
+    attach,
+    files_to_attach,
+    gather,
+    with_left_out_note,
+)
 from notify.domain import (
     BadAddress,
     InAppNotice,
@@ -152,9 +162,9 @@ class MailIdentity:
     default_from_name: str = "Support"
     mailbox_signatures: Mapping[str, str] = field(default_factory=dict)
 
-    def from_name(self, mailbox: str) -> str:
-        """Return the display name for a mailbox."""
-        return self.mailbox_names.get(mailbox.lower(), self.default_from_name)
+    def from_name(self, mailbox: str, default: str = "") -> str:
+        """Return the display name for a mailbox: its own, else `default` (the admin's), else the configured one."""
+        return self.mailbox_names.get(mailbox.lower()) or default or self.default_from_name
 
     def signature(self, mailbox: str) -> str:
         """Return a mailbox's own signature, or "" when it has none."""
@@ -169,6 +179,7 @@ class Composed:
     message_id: str
     subject: str
     cc: tuple[str, ...] = ()
+    files: Files = field(default_factory=Files)
 
 
 @dataclass(frozen=True)
@@ -233,10 +244,14 @@ class Handlers:
         caps: AutoMailCaps | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], datetime] = utcnow,
+        files: FileSource | None = None,
+        max_attachments_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self._store = store
         self._relay = relay
         self._sender = sender
+        self._files = files  # None: mail goes without the files of replies (they are on the ticket)
+        self._max_attachments_bytes = max_attachments_bytes
         self._identity = identity
         self._max_attempts = max_attempts
         self._max_retry_delay = max_retry_delay
@@ -336,7 +351,7 @@ class Handlers:
             if agent is not None and agent.id
             else mailbox_signature
         )
-        mailbox_name = self._identity.from_name(command.mailbox)
+        mailbox_name = self._identity.from_name(command.mailbox, settings.from_name)
         copies = await self._copies(command)
         message_id = make_message_id(
             ticket_id=command.ticket_id,
@@ -352,8 +367,16 @@ class Handlers:
             closing=settings.closing(language),
             mode=mode,
         )
+        files = await self._reply_files(command, mode)
         try:
             rendered = render(template, context, ticket_number=command.ticket_number)
+            rendered = with_left_out_note(
+                rendered,
+                files.left_out,
+                language=language,
+                link=str(context.get("link") or ""),
+                max_bytes=self._max_attachments_bytes,
+            )
             message = build_message(
                 rendered,
                 to_email=command.to.email,
@@ -371,9 +394,24 @@ class Handlers:
             )
         except (RenderError, BadAddress) as exc:
             raise CannotSend(f"template {command.template!r}: {exc}") from exc
+        attach(message, files.attached)
         return Composed(
-            message=message, message_id=message_id, subject=rendered.subject, cc=tuple(c.email for c in copies)
+            message=message,
+            message_id=message_id,
+            subject=rendered.subject,
+            cc=tuple(c.email for c in copies),
+            files=files,
         )
+
+    async def _reply_files(self, command: SendNotification, mode: NotifyMode) -> Files:
+        """Return the files of the public reply a customer mail carries (none in link mode: content stays out)."""
+        wanted = files_to_attach(command.context, audience=command.audience)
+        if not wanted or mode != "email":
+            return Files()
+        if self._files is None:
+            log.warning("notification %s: no file source configured; its files are left out", command.notification_id)
+            return Files(left_out=tuple(LeftOutFile(f.filename, f.size, "unavailable") for f in wanted))
+        return await gather(wanted, self._files, max_bytes=self._max_attachments_bytes)
 
     async def _copies(self, command: SendNotification) -> list[Address]:
         """Return the Cc addresses to use: each once, not the main recipient, none that is undeliverable."""
@@ -550,6 +588,8 @@ class Handlers:
             fields["message_id"] = mail.message_id
             fields["subject"] = mail.subject
             fields["cc"] = list(mail.cc)
+            if mail.files.attached or mail.files.left_out:
+                fields.update(mail.files.record())
         return fields
 
     def _count(self, command: SendNotification, outcome: str) -> None:

@@ -415,6 +415,53 @@ Open the ticket:
     ),
 }
 
+# A customer's sign-in link (`POST /sign-in-links`): no ticket, so no ticket token and no signature.
+_SIGN_IN_LINK = {
+    "en": (
+        "Your sign-in link",
+        """Hello,
+
+Someone, hopefully you, asked to sign in to our help centre with this address. Open this link to sign in:
+
+{{ link }}
+
+The link works once, for 15 minutes. If you did not ask for it, ignore this email: nobody can sign in \
+without the link.
+
+{{ sender.name }}
+""",
+        """<p>Hello,</p>
+<p>Someone, hopefully you, asked to sign in to our help centre with this address.</p>
+<p><a href="{{ link }}">Sign in</a></p>
+<p>The link works once, for 15 minutes. If you did not ask for it, ignore this email: nobody can sign in
+without the link.</p>
+<p>{{ sender.name }}</p>
+""",
+    ),
+    "sv": (
+        "Din inloggningslänk",
+        """Hej,
+
+Någon, förhoppningsvis du, har bett om att få logga in i vårt kundcenter med den här adressen. Öppna länken \
+för att logga in:
+
+{{ link }}
+
+Länken fungerar en gång, i 15 minuter. Om du inte har bett om den kan du strunta i det här mejlet: ingen \
+kan logga in utan länken.
+
+{{ sender.name }}
+""",
+        """<p>Hej,</p>
+<p>Någon, förhoppningsvis du, har bett om att få logga in i vårt kundcenter med den här adressen.</p>
+<p><a href="{{ link }}">Logga in</a></p>
+<p>Länken fungerar en gång, i 15 minuter. Om du inte har bett om den kan du strunta i det här mejlet: ingen
+kan logga in utan länken.</p>
+<p>{{ sender.name }}</p>
+""",
+    ),
+}
+
 # Key -> language -> (subject, text, html), and whether the mail is signed (mail to customers is).
 _DEFAULTS: dict[str, tuple[dict[str, tuple[str, str, str]], bool]] = {
     "auto_reply": (_AUTO_REPLY, True),
@@ -424,6 +471,7 @@ _DEFAULTS: dict[str, tuple[dict[str, tuple[str, str, str]], bool]] = {
     "customer_replied": (_CUSTOMER_REPLIED, False),
     "ticket_assigned": (_TICKET_ASSIGNED, False),
     "sla_warning": (_SLA_WARNING, False),
+    "sign_in_link": (_SIGN_IN_LINK, False),
 }
 
 

@@ -38,6 +38,15 @@ class Settings(ServiceSettings, ServiceTokenSettings, MessageIdSettings, Outboun
         "for a mailbox with none stored through the API (`PUT /signatures`).",
     )
     default_from_name: str = Field(default="Support", description="Display name for mailboxes not listed.")
+    ingest_url: str = Field(
+        default="http://127.0.0.1:8001", description="Ingest service, for the bytes of the files a reply carries."
+    )
+    max_attachments_bytes_per_message: int = Field(
+        default=20 * 1024 * 1024,
+        ge=0,
+        description="Largest total of the files attached to one mail (the same limit as ingest's for mail in); "
+        "files past it are named in the mail with the ticket link instead.",
+    )
     smtp_max_attempts: int = Field(
         default=8,
         ge=1,

@@ -150,6 +150,13 @@ class Settings(Strict):
         default=False, description="Customers see their organisation's tickets, not only their own."
     )
     close_children_with_parent: bool = Field(default=True, description="Closing a parent closes its children.")
+    attachment_limit_mb: int = Field(
+        default=20,
+        ge=1,
+        le=100,
+        description="Largest file (MB) agents and customers may upload with a reply or a new request; ingest's "
+        "own hard limit (`HELPDESK_MAX_UPLOAD_BYTES`) still applies.",
+    )
 
     @model_validator(mode="before")
     @classmethod

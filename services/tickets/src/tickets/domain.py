@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from contracts.events import Comment
-from contracts.models import Actor, Address, TicketSnapshot
+from contracts.models import Actor, Address, Attachment, TicketSnapshot
 
 from contracts import CommentAdded, EmailReceived, TicketCreated, derived_id
 from tickets.config import PHASE_OF, Config, TicketType
@@ -237,18 +238,38 @@ def _comment_from_email(email: EmailReceived, comment_id: str, now: datetime) ->
         message_id=email.message_id,
         auto_submitted=email.auto_submitted,
         left_out=email.left_out,
+        attachments=email.attachments,
         created_at=now,
     )
 
 
-def attachment_ids(email: EmailReceived) -> dict[str, list[str]]:
-    """Return the stored comment's list of the files that came with it (who may see a file follows from it)."""
-    return {"attachment_ids": [a.attachment_id for a in email.attachments]}
+def stored_comment(comment: Comment, kind: str) -> dict[str, Any]:
+    """Return a comment as the ticket keeps it: its files by id only (the ticket's `attachments` describes them).
+
+    Who may see a file follows from the comments that list its id (`visible_attachments`).
+    """
+    ids = [a.attachment_id for a in comment.attachments]
+    return {**comment.model_dump(exclude={"attachments"}), "kind": kind, **({"attachment_ids": ids} if ids else {})}
+
+
+def distinct_files(files: Sequence[Attachment]) -> tuple[Attachment, ...]:
+    """Return the files once each, in order (a retried upload form may name one twice)."""
+    once: dict[str, Attachment] = {}
+    for file in files:
+        once.setdefault(file.attachment_id, file)
+    return tuple(once.values())
+
+
+def new_files(ticket: dict[str, Any], files: Sequence[Attachment]) -> tuple[Attachment, ...]:
+    """Return the files not yet in the ticket's `attachments`, once each: a file is listed on a ticket once."""
+    known = {a.get("attachment_id") for a in ticket.get("attachments") or ()}
+    return tuple(a for a in distinct_files(files) if a.attachment_id not in known)
 
 
 def visible_attachments(doc: dict[str, Any], comments: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Return the ticket's files that came with one of these comments (a customer sees no internal note's)."""
+    """Return the ticket's files that came with one of these comments or the description (no internal note's)."""
     ids = {i for c in comments for i in c.get("attachment_ids") or ()}
+    ids.update(doc.get("description_attachment_ids") or ())
     return [a for a in doc.get("attachments") or () if a.get("attachment_id") in ids]
 
 
@@ -292,7 +313,7 @@ def new_ticket_from_email(
             "source_message_id": email.message_id,
             "source_auto_submitted": email.auto_submitted,
             "message_ids": [i for i in (email.message_id,) if i],
-            "comments": [{**comment.model_dump(), "kind": "customer_comment", **attachment_ids(email)}],
+            "comments": [stored_comment(comment, "customer_comment")],
         },
     )
     doc["activity"] = [activity(now, actor, "created", f"from email to {email.mailbox} ({threading.reason})")]
@@ -307,6 +328,7 @@ def new_ticket_from_email(
         cause=None,
         comment_id=comment.comment_id,
         left_out=comment.left_out,
+        attachments=email.attachments,
     )
     return doc, [created]
 
@@ -341,7 +363,7 @@ def customer_reply(ticket: dict[str, Any], email: EmailReceived, *, now: datetim
     change = Change(
         set_fields=set_fields,
         push={
-            "comments": [{**comment.model_dump(), "kind": "customer_comment", **attachment_ids(email)}],
+            "comments": [stored_comment(comment, "customer_comment")],
             "activity": [activity(now, actor, "comment", f"customer reply by email ({threading.reason})")],
             "attachments": [a.model_dump() for a in email.attachments],
         },

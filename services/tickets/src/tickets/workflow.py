@@ -53,10 +53,12 @@ from tickets.domain import (
     Refused,
     Threading,
     activity,
-    attachment_ids,
+    distinct_files,
     new_document,
+    new_files,
     snapshot,
     status_fields,
+    stored_comment,
 )
 
 MAX_TITLE = 1000
@@ -470,8 +472,16 @@ def create(
         doc["wake_at"] = now + _duration(doc["recurrence"]["every"], "recurrence.every")
     if cmd.template:
         doc["activity"].append(activity(now, actor, "template", f"from template {cmd.template}"))
+    files = new_files(doc, cmd.attachments)
+    if files:
+        doc["attachments"] = [a.model_dump() for a in files]
+        # The description is shown to the requester, so its files are too (`visible_attachments`).
+        doc["description_attachment_ids"] = [a.attachment_id for a in files]
     doc["applied"] = [cmd.command_id]
-    return doc, [TicketCreated(ticket=snapshot(doc), description=doc["description"], actor=actor, cause=None)]
+    created = TicketCreated(
+        ticket=snapshot(doc), description=doc["description"], actor=actor, cause=None, attachments=files
+    )
+    return doc, [created]
 
 
 def _check_version(ticket: dict[str, Any], expected: int | None, touched: set[str], config: Config) -> None:
@@ -699,12 +709,13 @@ def add_comment(
         channel=cmd.channel,
         text=cmd.text,
         html=html,
+        attachments=distinct_files(cmd.attachments),
         created_at=now,
     )
     authors = {v.id, actor.id}
     named = tuple(dict.fromkeys(m for m in mentions if m and m not in authors))
     named = named if cmd.kind in MENTIONING_KINDS else ()
-    stored = {**comment.model_dump(), "kind": cmd.kind}
+    stored = stored_comment(comment, cmd.kind)
     set_fields: dict[str, Any] = {"updated_at": now, "last_updated_by": actor.model_dump(), "last_comment_at": now}
     if cmd.kind == "customer_comment":
         set_fields["last_customer_comment_at"] = now
@@ -715,6 +726,8 @@ def add_comment(
     change = Change(
         set_fields=set_fields, push={"comments": [stored], "activity": [activity(now, actor, "comment", detail)]}
     )
+    if files := new_files(ticket, comment.attachments):
+        change.push["attachments"] = [a.model_dump() for a in files]
     change.events.append(
         CommentAdded(
             ticket=snapshot(after),
@@ -1045,6 +1058,7 @@ def staff_reply(
         kind=kind,
         text=email.text or "(empty message)",
         channel="email",
+        attachments=email.attachments,
     )
     viewer = viewer_of(command.actor, groups=member.groups or ("*",))
     change = add_comment(ticket, command, config, viewer, now=now, html=email.html, mentions=mentions)
@@ -1053,7 +1067,5 @@ def staff_reply(
     )
     if email.text_new and email.text_new != email.text:
         change.push["comments"][0]["text_new"] = email.text_new
-    change.push["comments"][0].update(attachment_ids(email))
-    change.push["attachments"] = [a.model_dump() for a in email.attachments]
     change.add_to_set["message_ids"] = [i for i in (email.message_id,) if i]
     return change
