@@ -5,6 +5,7 @@ user (headers set by the calling service, which holds the service token).
 """
 
 import asyncio
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -21,21 +22,36 @@ from contracts.commands import (
     UpdateTicket,
 )
 from contracts.envelope import derived_id, new_id
-from contracts.models import Actor, Address, Channel
+from contracts.models import UPLOAD_ID_PATTERN, Actor, Address, Attachment, Channel
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 from hdkit.auth import require_service_token
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from tickets.access import AGENT_ONLY_VIEWS, VIEWS, View, view_filters, viewer
 from tickets.config import Config
-from tickets.domain import visible_attachments
+from tickets.countcache import CountCache
+from tickets.domain import Mailbox, visible_attachments
 from tickets.handlers import Conflict, Handlers
 from tickets.search import InvalidQuery, SearchIndex
+from tickets.stats import Statistics, Stats, UnknownTimeZone
 from tickets.store import SUMMARY_FIELDS, Store
 from tickets.workflow import Refused, Viewer, can_see
 
 KEY_PARAM = r"^[A-Za-z0-9_.@+-]{1,100}$"
+MAX_FILES = 20
+_UPLOAD_ID = re.compile(UPLOAD_ID_PATTERN)
+
+
+def uploaded_only(attachment: Attachment) -> Attachment:
+    """Accept only a file uploaded to ingest: a caller cannot name another ticket's mail attachment by its id."""
+    # Mail attachment ids are derived from the message; upload ids are 128 random bits (docs/tickets.md).
+    if not _UPLOAD_ID.fullmatch(attachment.attachment_id):
+        raise ValueError("attachment_id must be an id from ingest's upload route (`upload:` and 32 hex digits)")
+    return attachment
+
+
+Uploaded = Annotated[Attachment, AfterValidator(uploaded_only)]
 
 
 class Summary(BaseModel):
@@ -123,6 +139,9 @@ class CreateBody(Body):
     template: str | None = Field(default=None, max_length=40)
     requester: Address | None = None
     fields: dict[str, FieldValue] = Field(default_factory=dict)
+    attachments: list[Uploaded] = Field(
+        default_factory=list, max_length=MAX_FILES, description="Files uploaded to ingest for the first message."
+    )
 
 
 class UpdateBody(Body):
@@ -140,6 +159,9 @@ class CommentBody(Body):
     text: str = Field(min_length=1, max_length=1_000_000)
     html: str | None = Field(default=None, max_length=1_000_000)
     channel: Channel = "agent"
+    attachments: list[Uploaded] = Field(
+        default_factory=list, max_length=MAX_FILES, description="Files uploaded to ingest (`POST /api/attachments`)."
+    )
 
 
 class BulkBody(Body):
@@ -208,6 +230,20 @@ class TemplateBody(BaseModel):
     instructions: str = Field(default="", max_length=100_000)
 
 
+class MailboxBody(BaseModel):
+    """A mailbox as sent to `PUT /api/mailboxes/{address}`; the address comes from the path."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100, description="The From name of its mail, e.g. `Support`.")
+    type: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$", description="The ticket type its new tickets get.")
+    group: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_.-]{1,100}$", description="The group its new tickets go to; none: none."
+    )
+
+
+MAILBOX_ADDRESS = r"^[^@\s/]{1,200}@[^@\s/]{1,120}$"
+
+
 class Undeliverable(BaseModel):
     """Why mail to an address is no longer sent: a report that delivery failed for good."""
 
@@ -246,8 +282,16 @@ def refused_response(exc: Refused) -> JSONResponse:
     )
 
 
-def router(store: Store, handlers: Handlers, token: str, *, search: SearchIndex | None = None) -> APIRouter:
+def router(
+    store: Store,
+    handlers: Handlers,
+    token: str,
+    *,
+    search: SearchIndex | None = None,
+    counts_cache_seconds: float = 0.0,
+) -> APIRouter:
     """Return the API routes, all behind the service token and the acting user's access."""
+    view_counts = CountCache(lambda query: store.count([query]), ttl=counts_cache_seconds)
     api = APIRouter(prefix="/api", dependencies=[Depends(require_service_token(token))])
     Acting = Annotated[Viewer, Depends(viewer)]
     Number = Annotated[int, Path(ge=1, le=10**12)]
@@ -285,15 +329,40 @@ def router(store: Store, handlers: Handlers, token: str, *, search: SearchIndex 
     async def mailboxes(_: Acting) -> list[dict[str, Any]]:
         return await store.list_mailboxes()
 
+    @api.put("/mailboxes/{address}", tags=["config"], summary="Create or replace a mailbox (admins).")
+    async def put_mailbox(
+        v: Acting, address: Annotated[str, Path(pattern=MAILBOX_ADDRESS)], body: MailboxBody
+    ) -> dict[str, Any]:
+        require_admin(v)
+        config = await handlers.config()
+        if config.type(body.type) is None:
+            known = ", ".join(t.key for t in config.types)
+            detail = [{"loc": ["body", "type"], "msg": f"not a ticket type; known: {known}", "type": "value_error"}]
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
+        mailbox = Mailbox(address=address.lower(), name=body.name.strip(), type=body.type, group=body.group)
+        await store.put_mailbox(mailbox)
+        return {"address": mailbox.address, "name": mailbox.name, "type": mailbox.type, "group": mailbox.group}
+
+    @api.delete("/mailboxes/{address}", tags=["config"], status_code=204, summary="Delete a mailbox (admins).")
+    async def delete_mailbox(v: Acting, address: Annotated[str, Path(pattern=MAILBOX_ADDRESS)]) -> None:
+        require_admin(v)
+        mailboxes = await store.list_mailboxes()
+        if not any(m.get("address") == address.lower() for m in mailboxes):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no mailbox {address.lower()}")
+        if len(mailboxes) <= 1:
+            raise HTTPException(status.HTTP_409_CONFLICT, "the last mailbox cannot be deleted; add another first")
+        await store.delete_mailbox(address)
+
     @api.get(
         "/tickets",
         tags=["tickets"],
         response_model=Page,
-        summary="A queue view (newest first), narrowed by any of the filters, with cursor pagination.",
+        summary="A queue view (newest first, or `order=oldest`), narrowed by any of the filters, cursor-paged.",
     )
     async def list_tickets(
         v: Acting,
         view: View = "all_open",
+        order: Annotated[Literal["newest", "oldest"], Query(description="By last activity; same indexes.")] = "newest",
         group: Annotated[str | None, Query(pattern=KEY_PARAM)] = None,
         type: Annotated[str | None, Query(pattern=KEY_PARAM)] = None,
         status_: Annotated[str | None, Query(alias="status", pattern=KEY_PARAM)] = None,
@@ -327,7 +396,9 @@ def router(store: Store, handlers: Handlers, token: str, *, search: SearchIndex 
                 continue  # e.g. an agent's other groups when one group is asked for
             narrowed.append({**f, **extra})
         try:
-            docs, next_cursor = await store.page(narrowed, sort=sort, limit=limit, cursor=cursor)
+            docs, next_cursor = await store.page(
+                narrowed, sort=sort, limit=limit, cursor=cursor, oldest_first=order == "oldest"
+            )
         except ValueError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
         return {"items": [_summary(d) for d in docs], "next_cursor": next_cursor}
@@ -369,8 +440,34 @@ def router(store: Store, handlers: Handlers, token: str, *, search: SearchIndex 
             filters, _ = view_filters(name, v, organisation_visible=config.settings.customers_see_organisation)
             if group is not None:
                 filters = [{**f, "group": group} for f in filters if f.get("group", group) == group]
-            queries.append(store.count(filters))
+            queries.append(view_counts.count(filters))
         return {"views": dict(zip(names, await asyncio.gather(*queries), strict=True))}
+
+    statistics = Statistics(store)
+
+    @api.get(
+        "/stats",
+        tags=["stats"],
+        response_model=Stats,
+        summary="Statistics of the tickets the staff member may see: per day, backlog, times, SLA, channels.",
+    )
+    async def stats(
+        v: Acting,
+        days: Annotated[int, Query(ge=1, le=366)] = 30,
+        group: Annotated[str | None, Query(pattern=KEY_PARAM)] = None,
+        tz: Annotated[str, Query(min_length=1, max_length=64)] = "UTC",
+        groups: Annotated[
+            str | None, Query(max_length=4000, description="Admins: comma-separated groups to break down by.")
+        ] = None,
+    ) -> Stats:
+        require_agent(v)
+        named = [g.strip() for g in (groups or "").split(",") if g.strip()]
+        if len(named) > 200 or any(not re.fullmatch(KEY_PARAM, g) for g in named):
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "`groups` must be up to 200 group keys")
+        try:
+            return await statistics.for_viewer(v, days=days, tz=tz, group=group, groups=named)
+        except UnknownTimeZone as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
 
     @api.get("/tickets/{number}", tags=["tickets"], response_model=Detail, summary="One ticket by number.")
     async def detail(v: Acting, number: Number) -> dict[str, Any]:

@@ -125,6 +125,14 @@ def create_app(
     app = http_app(rt, title="helpdesk tickets", description="Ticket documents, workflow rules and ticket queries.")
     app.state.runtime = rt
     app.state.store = store
-    app.include_router(router(store, handlers, settings.service_token.get_secret_value(), search=search))
+    app.include_router(
+        router(
+            store,
+            handlers,
+            settings.service_token.get_secret_value(),
+            search=search,
+            counts_cache_seconds=settings.counts_cache_seconds,
+        )
+    )
     install_error_handlers(app)
     return app

@@ -16,3 +16,8 @@ class Settings(ServiceSettings, ServiceTokenSettings, MessageIdSettings):
         default="http://127.0.0.1:8000", description="The portal, for its staff list (staff mail counts as theirs)."
     )
     staff_refresh_seconds: float = Field(default=60.0, gt=0, description="How often the staff list is re-read.")
+    counts_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="Seconds a view count per group is shared by all viewers before the store is asked again (0: off).",
+    )

@@ -66,6 +66,26 @@ INDEXES: list[tuple[str, list[tuple[str, int]], bool]] = [
     ("requester_organisation", [("requester.email", ASCENDING), ("organisation", ASCENDING), *_VIEW_TAIL], False),
     # time rules (dormant wake-up, recurrence) find their due tickets without a scan
     ("wake_at", [("wake_at", ASCENDING), ("number", ASCENDING)], False),
+    # statistics (stats.py): counts per day, channel and overdue SLA, for everyone and per group (phase first:
+    # SQLite prefers an index with an equality, and would otherwise read every active ticket)
+    ("created", [("created_at", ASCENDING)], False),
+    ("group_created", [("group", ASCENDING), ("created_at", ASCENDING)], False),
+    ("resolved_closed", [("resolved_at", ASCENDING), ("closed_at", ASCENDING)], False),
+    ("group_resolved_closed", [("group", ASCENDING), ("resolved_at", ASCENDING), ("closed_at", ASCENDING)], False),
+    ("channel_created", [("channel", ASCENDING), ("created_at", ASCENDING)], False),
+    ("group_channel_created", [("group", ASCENDING), ("channel", ASCENDING), ("created_at", ASCENDING)], False),
+    ("phase_sla_first_response_due", [("phase", ASCENDING), ("sla.first_response_due", ASCENDING)], False),
+    (
+        "group_phase_sla_first_response_due",
+        [("group", ASCENDING), ("phase", ASCENDING), ("sla.first_response_due", ASCENDING)],
+        False,
+    ),
+    ("phase_sla_resolution_due", [("phase", ASCENDING), ("sla.resolution_due", ASCENDING)], False),
+    (
+        "group_phase_sla_resolution_due",
+        [("group", ASCENDING), ("phase", ASCENDING), ("sla.resolution_due", ASCENDING)],
+        False,
+    ),
 ]
 
 
@@ -295,6 +315,17 @@ class Store:
             {k: v for k, v in doc.items() if k != "_id"} async for doc in self.mailboxes.find({}).sort("address", 1)
         ]
 
+    async def put_mailbox(self, mailbox: Mailbox) -> None:
+        """Create or replace a mailbox (its address is its id, lower-cased)."""
+        address = mailbox.address.lower()
+        doc = {"address": address, "name": mailbox.name, "type": mailbox.type, "group": mailbox.group}
+        await self.mailboxes.replace_one({"_id": address}, {"_id": address, **doc}, upsert=True)
+
+    async def delete_mailbox(self, address: str) -> bool:
+        """Delete a mailbox; tell whether there was one."""
+        result = await self.mailboxes.delete_one({"_id": address.lower()})
+        return result.deleted_count == 1
+
     async def page(
         self,
         filters: list[dict[str, Any]],
@@ -303,6 +334,7 @@ class Store:
         limit: int,
         cursor: str | None,
         projection: dict[str, int] | None = None,
+        oldest_first: bool = False,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Return one page, newest `sort` value first, of the union of `filters`, and the next page's cursor.
 
@@ -311,17 +343,19 @@ class Store:
         so an agent's several groups never make the store sort a whole queue. The rows are read with their
         page fields at once: the store reads each whole document anyway (FerretDB always, MongoDB for
         `_id`), so reading sort keys first and the page's rows second only cost a second query.
+        `oldest_first` walks the same indexes backwards (both keys ascending), so it costs the same.
         """
         after = decode_cursor(cursor) if cursor else None
         fields = {**(projection or SUMMARY_FIELDS), sort: 1, "number": 1}  # the merge needs the sort keys
-        order = [(sort, DESCENDING), ("number", DESCENDING)]
+        direction, beyond = (ASCENDING, "$gt") if oldest_first else (DESCENDING, "$lt")
+        order = [(sort, direction), ("number", direction)]
         found: dict[str, dict[str, Any]] = {}
 
         async def one(query: dict[str, Any]) -> list[dict[str, Any]]:
             parts = [query]
             if after is not None:
                 value, number = after
-                parts = [{**query, sort: value, "number": {"$lt": number}}, {**query, sort: {"$lt": value}}]
+                parts = [{**query, sort: value, "number": {beyond: number}}, {**query, sort: {beyond: value}}]
             rows: list[dict[str, Any]] = []
             for part in parts:
                 if len(rows) > limit:
@@ -331,7 +365,7 @@ class Store:
 
         for rows in await asyncio.gather(*(one(query) for query in filters)):
             found.update((doc["_id"], doc) for doc in rows)
-        docs = sorted(found.values(), key=lambda d: (_sortable(d.get(sort)), d["number"]), reverse=True)
+        docs = sorted(found.values(), key=lambda d: (_sortable(d.get(sort)), d["number"]), reverse=not oldest_first)
         more = len(docs) > limit
         docs = docs[:limit]
         return docs, encode_cursor(docs[-1].get(sort), docs[-1]["number"]) if more and docs else None
