@@ -8,12 +8,17 @@ from typing import Any
 import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
+from portal.admin_people import MemoryGroups
 from portal.app import create_app
 from portal.domain import Role, User
+from portal.magic_links import MemorySignInLinks
+from portal.saved_views import MemorySavedViews
 from portal.security import Passwords, SignInLimiter
 from portal.settings import Settings
+from portal.site_settings import MemorySiteSettings
+from portal.snippets import MemorySnippets
 
-from .fakes import FakeIngest, FakeTickets, FakeTriggers, FakeUsers
+from .fakes import FakeIngest, FakeService, FakeTickets, FakeTriggers, FakeUsers
 
 ADMIN_EMAIL = "admin@localhost"
 ADMIN_PASSWORD = "correct horse battery staple"  # noqa: S105 - a test password
@@ -60,6 +65,24 @@ def limiter() -> SignInLimiter:
 
 
 @pytest.fixture
+def stores() -> dict[str, Any]:
+    """The portal's own stores in memory (the app would otherwise wait for a MongoDB that is not there)."""
+    return memory_stores()
+
+
+def memory_stores() -> dict[str, Any]:
+    """Return in-memory stand-ins of every store the portal keeps in its own database, by service name."""
+    return {
+        "site_settings": MemorySiteSettings(),
+        "saved_views": MemorySavedViews(),
+        "snippets": MemorySnippets(),
+        "groups": MemoryGroups(),
+        "sign_in_links": MemorySignInLinks(),
+        "notify": FakeService("notify"),
+    }
+
+
+@pytest.fixture
 def client(
     settings: Settings,
     users: FakeUsers,
@@ -68,6 +91,7 @@ def client(
     triggers: FakeTriggers,
     passwords: Passwords,
     limiter: SignInLimiter,
+    stores: dict[str, Any],
 ) -> Iterator[TestClient]:
     app = create_app(
         settings,
@@ -77,6 +101,7 @@ def client(
         triggers=triggers,
         passwords=passwords,
         limiter=limiter,
+        services=stores,
     )
     # Not entered as a context manager: the lifespan would start Kafka, which these tests do not need.
     yield TestClient(app, follow_redirects=False)

@@ -1,13 +1,21 @@
 """In-memory stand-ins for the user store and the tickets, ingest and triggers services."""
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from portal.domain import VIEWS, Actor, EmailTaken, User
-from portal.ingest_client import Download, IngestNotFound, IngestUnavailable, QuarantineEntry, Reprocessed
+from portal.ingest_client import (
+    Download,
+    IngestNotFound,
+    IngestUnavailable,
+    QuarantineEntry,
+    Reprocessed,
+    UploadedFile,
+    UploadRefused,
+)
 from portal.service_client import ServiceNotFound, ServiceUnavailable
 from portal.tickets_client import (
     CommandRefused,
@@ -56,6 +64,32 @@ class FakeUsers:
         user = self.by_id_[user_id]
         version = user.session_version + (1 if end_sessions else 0)
         self.by_id_[user_id] = replace(user, password_hash=password_hash, session_version=version)
+
+    async def list_users(
+        self, query: str = "", *, role: str | None = None, group: str | None = None, limit: int = 500
+    ) -> list[User]:
+        needle = query.strip().lower()
+        found = [
+            u
+            for u in self.by_id_.values()
+            if (not role or u.role == role)
+            and (not group or group in u.groups)
+            and (not needle or needle in u.name.lower() or needle in u.email)
+        ]
+        return sorted(found, key=lambda u: u.email)[:limit]
+
+    async def update_user(self, user: User, *, end_sessions: bool) -> None:
+        stored = self.by_id_[user.id]
+        self.by_id_[user.id] = replace(
+            stored,
+            name=user.name,
+            role=user.role,
+            groups=user.groups,
+            organisation=user.organisation,
+            language=user.language,
+            disabled=user.disabled,
+            session_version=stored.session_version + (1 if end_sessions else 0),
+        )
 
 
 def ticket(number: int = 1, **overrides: Any) -> dict[str, Any]:
@@ -174,6 +208,8 @@ class FakeTickets:
         self.tickets = {t["number"]: t for t in (tickets if tickets is not None else [ticket()])}
         self.actors: list[Actor] = []
         self.views: list[tuple[str, str | None]] = []
+        self.lists: list[dict[str, Any]] = []
+        """Every list asked for: view, cursor, filters and order."""
         self.down = False
         self.next_cursor: str | None = None
         self.commands: list[SentCommand] = []
@@ -187,9 +223,19 @@ class FakeTickets:
         if self.down:
             raise TicketsUnavailable("connection refused")
 
-    async def list_tickets(self, actor: Actor, view: str, *, cursor: str | None = None, limit: int = 50) -> TicketPage:
+    async def list_tickets(
+        self,
+        actor: Actor,
+        view: str,
+        *,
+        cursor: str | None = None,
+        limit: int = 50,
+        filters: Mapping[str, str] | None = None,
+        order: str | None = None,
+    ) -> TicketPage:
         self._call(actor)
         self.views.append((view, cursor))
+        self.lists.append({"view": view, "cursor": cursor, "filters": dict(filters or {}), "order": order})
         return TicketPage.model_validate({"items": list(self.tickets.values()), "next_cursor": self.next_cursor})
 
     async def counts(self, actor: Actor) -> dict[str, int]:
@@ -238,9 +284,19 @@ class FakeTickets:
             self.tickets[number].update(fields)
 
     async def add_comment(
-        self, actor: Actor, number: int, *, kind: CommentKind, text: str, command_id: str, channel: str = "agent"
+        self,
+        actor: Actor,
+        number: int,
+        *,
+        kind: CommentKind,
+        text: str,
+        command_id: str,
+        channel: str = "agent",
+        attachments: Sequence[Mapping[str, Any]] = (),
     ) -> None:
-        body = {"command_id": command_id, "kind": kind, "text": text, "channel": channel}
+        body: dict[str, Any] = {"command_id": command_id, "kind": kind, "text": text, "channel": channel}
+        if attachments:
+            body["attachments"] = [dict(a) for a in attachments]
         if self._command(SentCommand("comment", actor, number, body)):
             self.tickets[number]["comments"].append(
                 {
@@ -250,8 +306,10 @@ class FakeTickets:
                     "channel": channel,
                     "text": text,
                     "created_at": datetime(2025, 3, 4, 11, 0, tzinfo=UTC).isoformat(),
+                    **({"attachment_ids": [a["attachment_id"] for a in attachments]} if attachments else {}),
                 }
             )
+            self.tickets[number].setdefault("attachments", []).extend(dict(a) for a in attachments)
 
     async def call(self, method: str, path: str, actor: Actor, **kwargs: Any) -> Any:
         self.actors.append(actor)
@@ -270,6 +328,8 @@ class FakeIngest:
         self.outcomes: dict[str, Reprocessed] = {}
         self.calls: list[tuple[str, str]] = []
         self.down = False
+        self.uploads: list[tuple[UploadedFile, str]] = []
+        self.upload_limit = 25 * 1024 * 1024
 
     def _call(self, what: str, key: str) -> None:
         self.calls.append((what, key))
@@ -297,6 +357,23 @@ class FakeIngest:
         if quarantine_id not in self.outcomes:
             raise IngestNotFound(quarantine_id)
         return self.outcomes[quarantine_id]
+
+    async def upload(self, filename: str, content_type: str, data: bytes, uploaded_by: str) -> UploadedFile:
+        """Keep the file in `files` under a fresh upload id; `upload_limit` bytes at most, like ingest's."""
+        self._call("upload", filename)
+        if not data:
+            raise UploadRefused(f"{filename} is empty.")
+        if len(data) > self.upload_limit:
+            raise UploadRefused(f"{filename} is larger than {self.upload_limit} bytes, the upload limit.")
+        uploaded = UploadedFile(
+            attachment_id=f"upload:{len(self.uploads) + 1:032x}",
+            filename=filename or "attachment",
+            content_type=content_type or "application/octet-stream",
+            size=len(data),
+        )
+        self.uploads.append((uploaded, uploaded_by))
+        self.files[uploaded.attachment_id] = Download(data, {"content-type": uploaded.content_type})
+        return uploaded
 
     async def aclose(self) -> None:
         return None
@@ -362,3 +439,56 @@ class FakeTriggers:
 
     async def aclose(self) -> None:
         return None
+
+
+class CustomerTickets(FakeTickets):
+    """`FakeTickets` that decides what a customer sees as the tickets service does (tickets.access).
+
+    A customer gets the tickets they asked (by requester email) and, when `customers_see_organisation` is
+    on and the actor names an organisation, their organisation's (the ticket's `organisation`). Lists
+    apply the `requester` and `organisation` filters and come newest first. Like the real service's bug
+    would, `get_ticket` leaves internal comments in: the portal must drop them itself.
+    """
+
+    def __init__(self, tickets: list[dict[str, Any]] | None = None, *, customers_see_organisation: bool = False):
+        super().__init__(tickets)
+        self.customers_see_organisation = customers_see_organisation
+
+    def sees(self, actor: Actor, found: Mapping[str, Any]) -> bool:
+        """Tell whether the actor may see the ticket."""
+        if actor.role != "customer":
+            return True
+        if (found.get("requester") or {}).get("email", "").lower() == actor.email.lower():
+            return True
+        org = found.get("organisation")
+        return bool(self.customers_see_organisation and actor.organisation and org == actor.organisation)
+
+    async def list_tickets(
+        self,
+        actor: Actor,
+        view: str,
+        *,
+        cursor: str | None = None,
+        limit: int = 50,
+        filters: Mapping[str, str] | None = None,
+        order: str | None = None,
+    ) -> TicketPage:
+        self._call(actor)
+        self.views.append((view, cursor))
+        self.lists.append({"view": view, "cursor": cursor, "filters": dict(filters or {}), "order": order})
+        wanted = dict(filters or {})
+        items = [
+            t
+            for t in self.tickets.values()
+            if self.sees(actor, t)
+            and ("requester" not in wanted or (t.get("requester") or {}).get("email") == wanted["requester"])
+            and ("organisation" not in wanted or t.get("organisation") == wanted["organisation"])
+        ]
+        items.sort(key=lambda t: t["updated_at"], reverse=True)
+        return TicketPage.model_validate({"items": items[:limit], "next_cursor": self.next_cursor})
+
+    async def get_ticket(self, actor: Actor, number: int) -> TicketDetail:
+        self._call(actor)
+        if number not in self.tickets or not self.sees(actor, self.tickets[number]):
+            raise TicketNotFound(number)
+        return TicketDetail.model_validate(self.tickets[number])

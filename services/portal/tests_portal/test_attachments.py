@@ -218,15 +218,17 @@ def test_the_folded_original_is_the_sanitised_html_when_there_is_some(
 
 
 @pytest.mark.parametrize("text_new", [None, "", ORIGINAL])
-def test_a_mail_without_a_separate_new_part_is_shown_whole_without_folding(
+def test_a_mail_without_a_separate_new_part_has_its_quoted_lines_folded_on_the_page(
     signed_in: TestClient, tickets: FakeTickets, text_new: str | None
 ) -> None:
+    # The ticket page folds '>' lines and their "On … wrote:" line itself (workspace_ticket.quote_parts).
     tickets.tickets[1] = with_comment(1, text=ORIGINAL, text_new=text_new)
 
     page = signed_in.get("/tickets/1").text
 
-    assert "Show quoted text" not in page
-    assert "&gt; Did you restart it?" in page
+    folded = page[page.index("<details") : page.index("</details>")]
+    assert '<div class="body-text">Thanks, it works now.</div>' in page[: page.index("<details")]
+    assert "On Tue, Bea wrote:\n&gt; Did you restart it?" in folded
 
 
 # --- inline images --------------------------------------------------------------------------------------

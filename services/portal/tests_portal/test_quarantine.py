@@ -74,13 +74,16 @@ def test_an_agent_sees_no_quarantine_link_and_gets_403_without_ingest_being_aske
     assert quarantined.calls == []
 
 
-def test_a_customer_gets_403_on_the_quarantine(
+def test_a_customer_is_sent_from_the_quarantine_to_their_portal(
     client: TestClient, users: FakeUsers, passwords: Passwords, quarantined: FakeIngest
 ) -> None:
     add_user(users, passwords, "alice@example.com", PHRASE, "customer")
     sign_in(client, email="alice@example.com", password=PHRASE)
 
-    assert client.get("/admin/quarantine").status_code == 403
+    response = client.get("/admin/quarantine")
+
+    assert response.status_code == 303
+    assert response.headers["location"] == "/my/tickets"
     assert quarantined.calls == []
 
 

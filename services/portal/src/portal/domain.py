@@ -110,11 +110,20 @@ class Actor:
     email: str
     groups: tuple[str, ...] = field(default=())
     name: str = ""
+    organisation: str | None = None
+    """A customer's organisation: the tickets service shows its tickets when its setting allows."""
 
     @classmethod
     def of(cls, user: User) -> "Actor":
         """Return the actor a signed-in user acts as."""
-        return cls(id=user.id, role=user.role, email=user.email, groups=user.groups, name=user.name)
+        return cls(
+            id=user.id,
+            role=user.role,
+            email=user.email,
+            groups=user.groups,
+            name=user.name,
+            organisation=user.organisation,
+        )
 
     @classmethod
     def requester(cls, email: str, name: str = "") -> "Actor":
@@ -159,6 +168,17 @@ class Users(Protocol):
 
     async def set_language(self, user_id: str, language: str) -> None:
         """Set the language a user sees the portal in."""
+
+    async def list_users(
+        self, query: str = "", *, role: str | None = None, group: str | None = None, limit: int = 500
+    ) -> list[User]:
+        """Return users by email, narrowed to a name or email containing `query`, a role, a group."""
+
+    async def update_user(self, user: User, *, end_sessions: bool) -> None:
+        """Save a user's name, role, groups, organisation, language and disabled flag (not email or password).
+
+        With `end_sessions` every current session of the user ends.
+        """
 
 
 def normalise_email(email: str) -> str:

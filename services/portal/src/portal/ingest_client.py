@@ -3,7 +3,7 @@
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
@@ -21,6 +21,32 @@ class IngestUnavailable(Exception):
 
 class IngestNotFound(Exception):
     """Ingest has no attachment or quarantine entry with that id."""
+
+
+class UploadRefused(Exception):
+    """Ingest would not keep an uploaded file (empty, too large); `reason` says so in its words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+UPLOAD_TIMEOUT = httpx.Timeout(120.0, connect=5.0)  # a large file on a slow link is no failure
+
+
+class UploadedFile(BaseModel):
+    """A file ingest kept: what the tickets API takes in a comment's or new ticket's `attachments`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    attachment_id: str = Field(description="Id to fetch the bytes with (`upload:` and 32 hex digits).")
+    filename: str = Field(description="File name, made safe by ingest.")
+    content_type: str = Field(description="MIME type as declared.")
+    size: int = Field(ge=0, description="Size in bytes.")
+
+    def as_attachment(self) -> dict[str, Any]:
+        """Return the file as the tickets API takes it."""
+        return self.model_dump()
 
 
 @dataclass(frozen=True)
@@ -69,6 +95,9 @@ class Ingest(Protocol):
 
     async def reprocess(self, quarantine_id: str) -> Reprocessed:
         """Read a quarantined message again; `IngestNotFound` when unknown."""
+
+    async def upload(self, filename: str, content_type: str, data: bytes, uploaded_by: str) -> UploadedFile:
+        """Keep a file in ingest; `UploadRefused` (with ingest's reason) when it is empty or too large."""
 
     async def aclose(self) -> None:
         """Release connections."""
@@ -148,9 +177,37 @@ class IngestClient:
             raise IngestUnavailable(f"unexpected answer from ingest (HTTP {response.status_code})")
         return Reprocessed(str(body["outcome"]))
 
+    async def upload(self, filename: str, content_type: str, data: bytes, uploaded_by: str) -> UploadedFile:
+        """Keep a file in ingest; `UploadRefused` (with ingest's reason) when it is empty or too large."""
+        files = {"file": (filename or "attachment", data, content_type or "application/octet-stream")}
+        form = {"filename": filename, "content_type": content_type, "uploaded_by": uploaded_by}
+        try:
+            response = await self._http.post("/api/attachments", files=files, data=form, timeout=UPLOAD_TIMEOUT)
+        except httpx.HTTPError as exc:
+            log.warning("ingest unreachable for an upload of %d bytes: %s", len(data), exc)
+            raise IngestUnavailable(f"ingest unreachable: {type(exc).__name__}") from exc
+        if response.status_code in (413, 422):
+            raise UploadRefused(_detail(response) or f"the file was refused (HTTP {response.status_code})")
+        if response.status_code != 201:
+            log.warning("ingest answered an upload with HTTP %s", response.status_code)
+            raise IngestUnavailable(f"unexpected answer from ingest (HTTP {response.status_code})")
+        try:
+            return UploadedFile.model_validate_json(response.content)
+        except ValidationError as exc:
+            log.warning("ingest answered an upload with an unreadable body: %s", exc)
+            raise IngestUnavailable("unreadable answer from ingest") from exc
+
     async def aclose(self) -> None:
         """Release connections."""
         await self._http.aclose()
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        return ""
+    return detail[:500] if isinstance(detail, str) else ""
 
 
 def _segment(value: str) -> str:

@@ -184,8 +184,8 @@ async def agent(user: StaffUser) -> User:
 AgentUser = Annotated[User, Depends(agent)]
 
 
-async def admin(user: SignedIn) -> User:
-    """Let admins in, nobody else."""
+async def admin(user: StaffUser) -> User:
+    """Let admins in; send a customer to the customer portal; refuse agents and light agents (403)."""
     if user.role != "admin":
         raise PageError(403, "For admins only", "Only admins may open this page.")
     return user

@@ -1,5 +1,6 @@
 """The only module that talks to MongoDB: the `users` collection of the portal's own database."""
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -9,6 +10,8 @@ from pymongo.errors import DuplicateKeyError
 from portal.domain import ROLES, EmailTaken, User
 
 USERS = "users"
+EDITABLE = frozenset({"name", "role", "groups", "organisation", "language", "disabled"})
+"""What `update_user` changes; the email, the password and the session version have their own ways."""
 
 
 def _to_doc(user: User) -> dict[str, Any]:
@@ -106,3 +109,30 @@ class UserStore:
     async def set_language(self, user_id: str, language: str) -> None:
         """Set the language a user sees the portal in."""
         await self.collection.update_one({"_id": user_id}, {"$set": {"language": language}})
+
+    async def list_users(
+        self, query: str = "", *, role: str | None = None, group: str | None = None, limit: int = 500
+    ) -> list[User]:
+        """Return users by email, narrowed to a name or email containing `query`, a role, a group."""
+        filters: dict[str, Any] = {}
+        if role:
+            filters["role"] = role
+        if group:
+            filters["groups"] = group
+        if query.strip():
+            # Escaped: what an admin types is a piece of text, never a pattern.
+            pattern = {"$regex": re.escape(query.strip()[:200]), "$options": "i"}
+            filters["$or"] = [{"name": pattern}, {"email": pattern}]
+        cursor = self.collection.find(filters).sort("email", ASCENDING).limit(limit)
+        return [user async for doc in cursor if (user := _to_user(doc)) is not None]
+
+    async def update_user(self, user: User, *, end_sessions: bool) -> None:
+        """Save a user's name, role, groups, organisation, language and disabled flag (not email or password).
+
+        With `end_sessions` every current session of the user ends.
+        """
+        fields = {k: v for k, v in _to_doc(user).items() if k in EDITABLE}
+        update: dict[str, Any] = {"$set": fields}
+        if end_sessions:
+            update["$inc"] = {"session_version": 1}
+        await self.collection.update_one({"_id": user.id}, update)

@@ -1,7 +1,7 @@
 """Calls to the tickets service's HTTP API, always saying who is acting; it decides what they may see."""
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -36,6 +36,10 @@ class CommandRefused(Exception):
 CommentKind = Literal["public_reply", "internal_comment", "customer_comment"]
 MAX_REFUSAL_LENGTH = 500
 MAX_HEADER_NAME = 200
+LIST_FILTERS = ("status", "priority", "group", "handler", "type", "category", "organisation", "requester")
+"""The filters `GET /api/tickets` takes besides the view (each an exact value)."""
+LIST_ORDERS = ("newest", "oldest")
+"""How a list may be ordered by last activity; the first is the tickets service's default."""
 
 
 class _Read(BaseModel):
@@ -100,6 +104,7 @@ class Comment(_Read):
     created_at: datetime | None = Field(default=None, description="When it was written.")
     message_id: str | None = Field(default=None, description="Message-ID of the email, if any.")
     auto_submitted: bool = Field(default=False, description="True for automatic messages.")
+    attachment_ids: list[str] = Field(default_factory=list, description="Files that came with it.")
 
 
 class Activity(_Read):
@@ -129,6 +134,16 @@ class TicketDetail(TicketSummary):
     comments: list[Comment] = Field(default_factory=list, description="The conversation, oldest first.")
     activity: list[Activity] = Field(default_factory=list, description="The activity log, oldest first.")
     attachments: list[Attachment] = Field(default_factory=list, description="Files that came with the ticket.")
+    # The ticket page's fields and contact panels (workspace_ticket) read these.
+    category: str | None = Field(default=None, description="Category key.")
+    tags: list[str] = Field(default_factory=list, description="Tags.")
+    organisation: str | None = Field(default=None, description="The requester's organisation.")
+    custom: dict[str, Any] = Field(default_factory=dict, description="Custom field values by key.")
+    followers: list[str] = Field(default_factory=list, description="User ids of the staff who follow it.")
+    parent: int | None = Field(default=None, description="Number of the parent ticket, if linked.")
+    children: list[int] = Field(default_factory=list, description="Numbers of the linked child tickets.")
+    merged_into: int | None = Field(default=None, description="Number of the ticket it was merged into.")
+    last_updated_by: ActorRef | None = Field(default=None, description="Who changed it last.")
 
 
 class TicketPage(_Read):
@@ -147,8 +162,17 @@ class ViewCounts(_Read):
 class Tickets(Protocol):
     """What the pages need from the tickets service (`TicketsClient`; tests use a fake)."""
 
-    async def list_tickets(self, actor: Actor, view: str, *, cursor: str | None = None, limit: int = 50) -> TicketPage:
-        """Return one page of a view."""
+    async def list_tickets(
+        self,
+        actor: Actor,
+        view: str,
+        *,
+        cursor: str | None = None,
+        limit: int = 50,
+        filters: Mapping[str, str] | None = None,
+        order: str | None = None,
+    ) -> TicketPage:
+        """Return one page of a view, narrowed by `filters` (`LIST_FILTERS`) and in `order` (`LIST_ORDERS`)."""
 
     async def counts(self, actor: Actor) -> dict[str, int]:
         """Return the number of tickets in each view."""
@@ -171,9 +195,17 @@ class Tickets(Protocol):
         """Change fields of a ticket as the actor; raise `CommandRefused` when the tickets service says no."""
 
     async def add_comment(
-        self, actor: Actor, number: int, *, kind: CommentKind, text: str, command_id: str, channel: str = "agent"
+        self,
+        actor: Actor,
+        number: int,
+        *,
+        kind: CommentKind,
+        text: str,
+        command_id: str,
+        channel: str = "agent",
+        attachments: Sequence[Mapping[str, Any]] = (),
     ) -> None:
-        """Add a comment to a ticket as the actor; raise `CommandRefused` when the tickets service says no."""
+        """Add a comment (with files uploaded to ingest) as the actor; `CommandRefused` when tickets says no."""
 
     async def call(
         self,
@@ -221,6 +253,10 @@ class TicketsClient:
         # stays out, and the tickets service shows the address instead.
         if actor.name and len(actor.name) <= MAX_HEADER_NAME and actor.name.isascii() and actor.name.isprintable():
             headers["X-Actor-Name"] = actor.name
+        # An organisation the header cannot carry stays out too: the customer then sees their own tickets only.
+        org = actor.organisation
+        if org and len(org) <= MAX_HEADER_NAME and org.isascii() and org.isprintable():
+            headers["X-Actor-Organisation"] = org
         return headers
 
     async def _get(self, path: str, actor: Actor, params: dict[str, Any] | None = None) -> httpx.Response:
@@ -248,11 +284,25 @@ class TicketsClient:
             log.warning("tickets service answered %s with an unreadable body: %s", what, exc)
             raise TicketsUnavailable("unreadable answer from the tickets service") from exc
 
-    async def list_tickets(self, actor: Actor, view: str, *, cursor: str | None = None, limit: int = 50) -> TicketPage:
-        """Return one page of a view."""
+    async def list_tickets(
+        self,
+        actor: Actor,
+        view: str,
+        *,
+        cursor: str | None = None,
+        limit: int = 50,
+        filters: Mapping[str, str] | None = None,
+        order: str | None = None,
+    ) -> TicketPage:
+        """Return one page of a view, narrowed by `filters` (`LIST_FILTERS`) and in `order` (`LIST_ORDERS`)."""
         if view not in VIEWS:
             raise ValueError(f"unknown view {view!r}")
-        params: dict[str, Any] = {"view": view, "limit": limit}
+        unknown = set(filters or {}) - set(LIST_FILTERS)
+        if unknown or (order is not None and order not in LIST_ORDERS):
+            raise ValueError(f"unknown list filters {sorted(unknown)} or order {order!r}")
+        params: dict[str, Any] = {"view": view, "limit": limit, **(filters or {})}
+        if order and order != LIST_ORDERS[0]:
+            params["order"] = order
         if cursor:
             params["cursor"] = cursor
         return self._parse(TicketPage, await self._get("/api/tickets", actor, params), "the ticket list")
@@ -292,10 +342,20 @@ class TicketsClient:
         await self._command("PATCH", f"/api/tickets/{int(number)}", actor, body, number)
 
     async def add_comment(
-        self, actor: Actor, number: int, *, kind: CommentKind, text: str, command_id: str, channel: str = "agent"
+        self,
+        actor: Actor,
+        number: int,
+        *,
+        kind: CommentKind,
+        text: str,
+        command_id: str,
+        channel: str = "agent",
+        attachments: Sequence[Mapping[str, Any]] = (),
     ) -> None:
-        """Add a comment to a ticket as the actor; raise `CommandRefused` when the tickets service says no."""
-        body = {"command_id": command_id, "kind": kind, "text": text, "channel": channel}
+        """Add a comment (with files uploaded to ingest) as the actor; `CommandRefused` when tickets says no."""
+        body: dict[str, Any] = {"command_id": command_id, "kind": kind, "text": text, "channel": channel}
+        if attachments:
+            body["attachments"] = [dict(a) for a in attachments]
         await self._command("POST", f"/api/tickets/{int(number)}/comments", actor, body, number)
 
     async def _command(self, method: str, path: str, actor: Actor, body: dict[str, Any], number: int) -> None:

@@ -1,13 +1,13 @@
 """Server-rendered pages: the agent workspace, the customer's ticket link and the forms that work a ticket."""
 
-import asyncio
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 from urllib.parse import quote, unquote, urlencode
 
 import nh3
@@ -21,20 +21,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from portal.accounts import TooManyAttempts, WrongCredentials
-from portal.automation_log import AutomationEntry, automation_entries, merged_log
 from portal.domain import (
+    AFTER_SIGN_IN,
     CHANNEL_LABELS,
-    COMMENT_KINDS,
-    DEFAULT_VIEW,
     MAX_COMMENT_LENGTH,
     PRIORITY_LABELS,
     ROLE_LABELS,
     STATUS_LABELS,
     VIEWS,
     Actor,
-    User,
-    can_assign,
-    comment_kinds,
     is_closed,
     label,
     safe_next,
@@ -42,39 +37,33 @@ from portal.domain import (
 from portal.i18n import LANGUAGES
 from portal.ingest_client import Download, IngestNotFound, IngestUnavailable
 from portal.pagekit import (
+    CUSTOMER_HOME,
     AdminUser,
     PageError,
     Portal,
     RedirectTo,
     SignedIn,
     SignInRequired,
-    StaffUser,
     command_id_of,
     new_command_id,
     page_router,
     render,
     sentence,
     template_context,
-    ticket_number_of,
-    version_of,
 )
 from portal.security import Session
 from portal.service_client import ServiceNotFound, ServiceUnavailable
 from portal.tickets_client import (
     CommandRefused,
     Comment,
-    CommentKind,
     TicketDetail,
     TicketNotFound,
     TicketsUnavailable,
 )
-from portal.triggers_client import TriggersUnavailable
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
-MAX_CURSOR_LENGTH = 2000
-FIRINGS_SHOWN = 100
 
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (
@@ -111,6 +100,33 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class ServerTiming:
+    """ASGI middleware that tells how long the portal took to start its answer: `Server-Timing: app;dur=<ms>`.
+
+    Browsers show it in their developer tools and `tools/bench_portal.py` reads it to tell the portal's own
+    time from the time a request waits on the network or in the load generator.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on and add the elapsed time to the response start."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def send_timed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                elapsed = (time.perf_counter() - started) * 1000
+                timing = (b"server-timing", f"app;dur={elapsed:.1f}".encode())
+                message["headers"] = [*message.get("headers", []), timing]
+            await send(message)
+
+        await self.app(scope, receive, send_timed)
 
 
 LINK_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,64}")
@@ -266,7 +282,6 @@ def _templates() -> Jinja2Templates:
 def build_router(portal: Portal) -> APIRouter:
     """Return the router with the sign-in and ticket pages; every POST is CSRF-checked."""
     router = page_router()
-    Agent = StaffUser
     Admin = AdminUser
 
     async def link_ticket(token: str) -> TicketDetail:
@@ -282,37 +297,6 @@ def build_router(portal: Portal) -> APIRouter:
         if attachment_id not in {a.attachment_id for a in ticket.attachments}:
             raise PageError(404, "Attachment not found", "This ticket has no such attachment.")
         return _download(await portal.ingest.attachment(attachment_id))
-
-    async def show_ticket(
-        request: Request, user: User, number: int, *, status: int = 200, alert: str = "", draft: Draft | None = None
-    ) -> Response:
-        # The agent's ticket page; after a refused command it comes back with the reason and the draft.
-        ticket = await portal.tickets.get_ticket(Actor.of(user), number)
-        handlers, automations = await asyncio.gather(
-            portal.accounts.users.names([ticket.handler] if ticket.handler else []), automations_of(ticket)
-        )
-        kinds = comment_kinds(user.role)
-        draft = draft or Draft()
-        response = render(
-            request,
-            "ticket.html",
-            status,
-            ticket=ticket,
-            log_entries=merged_log(ticket.activity, automations or []),
-            automation_log_unavailable=automations is None,
-            handler_name=handlers.get(ticket.handler or "", ticket.handler or ""),
-            show_description=_description_is_separate(ticket.description, ticket.comments),
-            may_assign=can_assign(user.role) and ticket.handler != user.id,
-            assign_command=new_command_id(),
-            kinds=kinds,
-            reply_command=new_command_id(),
-            draft_text=draft.text,
-            draft_kind=draft.kind if draft.kind in kinds else next(iter(kinds), ""),
-            alert=alert,
-            **_files(ticket, f"/tickets/{ticket.number}/attachments/"),
-        )
-        response.headers["Content-Security-Policy"] = AGENT_TICKET_CSP
-        return response
 
     def show_link(
         request: Request, token: str, ticket: TicketDetail, *, status: int = 200, alert: str = "", draft: str = ""
@@ -390,6 +374,9 @@ def build_router(portal: Portal) -> APIRouter:
             return response
         portal.count_sign_in("succeeded")
         log.info("%s signed in", user.email)
+        if user.role == "customer" and target == AFTER_SIGN_IN:
+            # The default landing page is the agents'; a customer's is their own requests.
+            target = CUSTOMER_HOME
         response = RedirectResponse(target, status_code=303)
         portal.set_session(response, Session.signed_in(user.id, user.session_version))
         return response
@@ -411,113 +398,6 @@ def build_router(portal: Portal) -> APIRouter:
         await portal.accounts.users.set_language(user.id, language)
         log.info("%s chose the language %r", user.email, language or "(browser)")
         return RedirectResponse("/me?saved=1", status_code=303)
-
-    @router.get("/tickets")
-    async def ticket_list(request: Request, user: Agent, view: str = DEFAULT_VIEW, cursor: str = "") -> Response:
-        if view not in VIEWS:
-            raise PageError(404, "No such view", "There is no ticket view with that name.")
-        if len(cursor) > MAX_CURSOR_LENGTH:
-            raise PageError(400, "Bad page link", "That page link is not valid. Start from the first page.")
-        actor = Actor.of(user)
-        page, counts = await asyncio.gather(
-            portal.tickets.list_tickets(actor, view, cursor=cursor or None), portal.tickets.counts(actor)
-        )
-        handlers = await portal.accounts.users.names(t.handler for t in page.items if t.handler)
-        next_link = f"/tickets?{urlencode({'view': view, 'cursor': page.next_cursor})}" if page.next_cursor else ""
-        return render(
-            request,
-            "tickets.html",
-            view=view,
-            counts=counts,
-            tickets=page.items,
-            handlers=handlers,
-            next_link=next_link,
-            first_link=f"/tickets?{urlencode({'view': view})}" if cursor else "",
-        )
-
-    async def automations_of(ticket: TicketDetail) -> list[AutomationEntry] | None:
-        # The firing log is for staff only, and a help: without it the page still shows the ticket.
-        try:
-            return automation_entries(await portal.triggers.firings(ticket.ticket_id, limit=FIRINGS_SHOWN))
-        except TriggersUnavailable as exc:
-            log.warning("showing ticket #%s without its automation log: %s", ticket.number, exc)
-            return None
-
-    @router.get("/tickets/{number}")
-    async def ticket_detail(request: Request, user: Agent, number: str) -> Response:
-        return await show_ticket(request, user, ticket_number_of(number))
-
-    @router.post("/tickets/{number}/assign")
-    async def assign_to_me(
-        request: Request,
-        user: Agent,
-        number: str,
-        command_id: Annotated[str, Form()] = "",
-        version: Annotated[str, Form()] = "",
-    ) -> Response:
-        ticket_number = ticket_number_of(number)
-        command = command_id_of(command_id)
-        if not can_assign(user.role):
-            alert = "Not assigned: light agents cannot take tickets. Ask an agent or an admin to assign it."
-            return await show_ticket(request, user, ticket_number, status=403, alert=alert)
-        try:
-            await portal.tickets.update_ticket(
-                Actor.of(user),
-                ticket_number,
-                {"handler": user.id},
-                command_id=command,
-                expected_version=version_of(version),
-            )
-        except CommandRefused as exc:
-            alert = f"Not assigned: {sentence(exc.message)}"
-            return await show_ticket(request, user, ticket_number, status=exc.status, alert=alert)
-        log.info("%s took ticket #%s", user.email, ticket_number)
-        return RedirectResponse(f"/tickets/{ticket_number}", status_code=303)
-
-    @router.post("/tickets/{number}/comments")
-    async def add_comment(
-        request: Request,
-        user: Agent,
-        number: str,
-        text: Annotated[str, Form()] = "",
-        kind: Annotated[str, Form()] = "",
-        command_id: Annotated[str, Form()] = "",
-    ) -> Response:
-        ticket_number = ticket_number_of(number)
-        command = command_id_of(command_id)
-        text = _comment_text(text)
-        draft = Draft(text=text, kind=kind)
-        kinds = comment_kinds(user.role)
-
-        async def refuse(status: int, why: str) -> Response:
-            return await show_ticket(request, user, ticket_number, status=status, alert=f"Not sent: {why}", draft=draft)
-
-        if kind not in COMMENT_KINDS:
-            return await refuse(422, "choose Public reply or Internal comment.")
-        if kind not in kinds:
-            role = label(user.role, ROLE_LABELS).lower()
-            return await refuse(403, f"a {role} may write {' or '.join(kinds.values()).lower()}s only.")
-        if not text.strip():
-            return await refuse(422, "write something first.")
-        if len(text) > MAX_COMMENT_LENGTH:
-            return await refuse(422, f"a comment may be at most {MAX_COMMENT_LENGTH:,} characters long.")
-        try:
-            await portal.tickets.add_comment(
-                Actor.of(user),
-                ticket_number,
-                kind=cast(CommentKind, kind),  # one of COMMENT_KINDS, checked above
-                text=text,
-                command_id=command,
-            )
-        except CommandRefused as exc:
-            return await refuse(exc.status, sentence(exc.message))
-        log.info("%s added a %s to ticket #%s", user.email, kind, ticket_number)
-        return RedirectResponse(f"/tickets/{ticket_number}", status_code=303)
-
-    @router.get("/tickets/{number}/attachments/{attachment_id}")
-    async def ticket_attachment(user: Agent, number: str, attachment_id: str) -> Response:
-        ticket = await portal.tickets.get_ticket(Actor.of(user), ticket_number_of(number))
-        return await attachment_of(ticket, attachment_id)
 
     @router.get("/t/{token}")
     async def ticket_link(request: Request, token: str) -> Response:
@@ -604,6 +484,7 @@ def install(app: FastAPI, portal: Portal) -> None:
     app.include_router(build_router(portal))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(ServerTiming)  # added last, so outermost: it times the other middleware too
 
     def error_page(request: Request, status: int, title: str, message: str) -> HTMLResponse:
         context = template_context(request, {"title": title, "message": message, "status": status})
@@ -674,4 +555,4 @@ def install(app: FastAPI, portal: Portal) -> None:
     handle(IngestNotFound, lambda request, exc: error_page(request, 404, "Not found", "There is no such file."))
 
 
-__all__ = ["SecurityHeaders", "build_router", "install"]
+__all__ = ["SecurityHeaders", "ServerTiming", "build_router", "install"]
