@@ -60,13 +60,19 @@ def start_service(name: str, env: dict[str, str], port: int, log: Path) -> subpr
         proc = subprocess.Popen(  # noqa: S603
             [str(BIN / name), "run"], env={**env, "HELPDESK_HTTP_PORT": str(port)}, stdout=out, stderr=out
         )
-    wait_ready(f"http://127.0.0.1:{port}")
+    try:
+        wait_ready(f"http://127.0.0.1:{port}")
+    except BaseException:
+        proc.kill()  # a service that never became ready must not outlive the bench
+        proc.wait()
+        raise
     return proc
 
 
-def wait_ready(url: str) -> None:
-    """Wait until a service's /ready answers 200."""
-    for _ in range(300):
+def wait_ready(url: str, seconds: float = 300) -> None:
+    """Wait until a service's /ready answers 200 (a kept Kafka may wait out a killed run's consumers)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         try:
             if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
                 return

@@ -30,7 +30,7 @@ def add_user(hd: LocalHelpdesk, role: str, *groups: str) -> tuple[str, str]:
 
 
 def signed_in_page(chromium: Any, hd: LocalHelpdesk, email: str, password: str, **context: Any) -> tuple[Any, Any]:
-    ctx = chromium.new_context(viewport={"width": 1280, "height": 800}, **context)
+    ctx = chromium.new_context(**{"viewport": {"width": 1280, "height": 800}, **context})
     page = ctx.new_page()
     page.goto(f"http://127.0.0.1:{hd.ports.portal}/login")
     page.fill("#email", email)

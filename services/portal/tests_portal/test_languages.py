@@ -72,5 +72,17 @@ def test_every_catalogue_is_valid_json_with_the_same_placeholders_as_the_english
     assert catalogue("sv")["Tickets"] == "Ärenden"
 
 
+def test_no_two_catalogues_translate_the_same_text_differently() -> None:
+    seen: dict[str, tuple[str, str]] = {}
+    clashes = []
+    for path in sorted(LOCALE_DIR.glob("*/*.json")):
+        for english, translated in json.loads(path.read_text(encoding="utf-8")).items():
+            key = f"{path.parent.name}:{english}"
+            if key in seen and seen[key][1] != translated:
+                clashes.append((english, seen[key], (path.name, translated)))
+            seen.setdefault(key, (path.name, translated))
+    assert clashes == []
+
+
 def _placeholders(text: str) -> set[str]:
     return set(re.findall(r"\{(\w*)\}", text))

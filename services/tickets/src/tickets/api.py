@@ -33,6 +33,7 @@ from tickets.config import Config
 from tickets.countcache import CountCache
 from tickets.domain import Mailbox, visible_attachments
 from tickets.handlers import Conflict, Handlers
+from tickets.listcache import ListCache
 from tickets.search import InvalidQuery, SearchIndex
 from tickets.stats import Statistics, Stats, UnknownTimeZone
 from tickets.store import SUMMARY_FIELDS, Store
@@ -289,9 +290,11 @@ def router(
     *,
     search: SearchIndex | None = None,
     counts_cache_seconds: float = 0.0,
+    list_cache_seconds: float = 0.0,
 ) -> APIRouter:
     """Return the API routes, all behind the service token and the acting user's access."""
     view_counts = CountCache(lambda query: store.count([query]), ttl=counts_cache_seconds)
+    list_pages = ListCache(store.page, ttl=list_cache_seconds, generation=lambda: store.ticket_writes)
     api = APIRouter(prefix="/api", dependencies=[Depends(require_service_token(token))])
     Acting = Annotated[Viewer, Depends(viewer)]
     Number = Annotated[int, Path(ge=1, le=10**12)]
@@ -396,7 +399,7 @@ def router(
                 continue  # e.g. an agent's other groups when one group is asked for
             narrowed.append({**f, **extra})
         try:
-            docs, next_cursor = await store.page(
+            docs, next_cursor = await list_pages.page(
                 narrowed, sort=sort, limit=limit, cursor=cursor, oldest_first=order == "oldest"
             )
         except ValueError as exc:

@@ -132,6 +132,7 @@ def create_app(
             settings.service_token.get_secret_value(),
             search=search,
             counts_cache_seconds=settings.counts_cache_seconds,
+            list_cache_seconds=settings.list_cache_seconds,
         )
     )
     install_error_handlers(app)

@@ -21,3 +21,9 @@ class Settings(ServiceSettings, ServiceTokenSettings, MessageIdSettings):
         ge=0,
         description="Seconds a view count per group is shared by all viewers before the store is asked again (0: off).",
     )
+    list_cache_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="Seconds a queue page is shared by the viewers of the same query; a ticket written by this"
+        " process drops it at once (0: off).",
+    )

@@ -95,6 +95,8 @@ class Store:
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self.db = db
         self.tickets = db["tickets"]
+        # Bumped after every ticket this process writes: the list cache (listcache.py) drops older pages.
+        self.ticket_writes = 0
         self.counters = db["counters"]
         self.mailboxes = db["mailboxes"]
         self.config = db["config"]
@@ -161,9 +163,12 @@ class Store:
         """Remove deleted tickets whose last events are out (one, or every one a crash left behind)."""
         query: dict[str, Any] = {"phase": "deleted"} if ticket_id is None else {"_id": ticket_id, "phase": "deleted"}
         removed = 0
-        async for doc in self.tickets.find(query, {"outbox": 1}):
-            if not doc.get("outbox"):
-                removed += (await self.tickets.delete_one({"_id": doc["_id"], "outbox": {}})).deleted_count
+        try:
+            async for doc in self.tickets.find(query, {"outbox": 1}):
+                if not doc.get("outbox"):
+                    removed += (await self.tickets.delete_one({"_id": doc["_id"], "outbox": {}})).deleted_count
+        finally:
+            self.ticket_writes += 1
         return removed
 
     async def templates(self) -> dict[str, dict[str, Any]]:
@@ -242,7 +247,10 @@ class Store:
 
     async def insert_ticket(self, doc: dict[str, Any], outbox: list[tuple[str, Envelope]]) -> None:
         """Insert a new ticket with its outbox (DuplicateKeyError if it exists)."""
-        await self.tickets.insert_one({**doc, **outbox_fields(outbox)})
+        try:
+            await self.tickets.insert_one({**doc, **outbox_fields(outbox)})
+        finally:
+            self.ticket_writes += 1  # even a failed write may have landed
 
     async def get(self, ticket_id: str) -> dict[str, Any] | None:
         """Return a ticket by id."""
@@ -297,7 +305,10 @@ class Store:
             update["$set"] = fields
         if change.pull:
             update["$pull"] = dict(change.pull)
-        result = await self.tickets.update_one(query, update)
+        try:
+            result = await self.tickets.update_one(query, update)
+        finally:
+            self.ticket_writes += 1  # even a failed write may have landed
         return result.modified_count == 1
 
     async def mailbox(self, address: str) -> Mailbox | None:
