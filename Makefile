@@ -34,7 +34,7 @@ test-e2e: install
 
 ## screenshots: the browser journeys (Debian's Chromium), keeping their screenshots in docs/screenshots
 screenshots: install
-	HELPDESK_SCREENSHOTS=docs/screenshots $(PY) -m pytest -p no:cacheprovider tests/e2e/test_browser.py
+	HELPDESK_SCREENSHOTS=docs/screenshots $(PY) -m pytest -p no:cacheprovider tests/e2e/test_browser.py tests/e2e/test_browser_admin.py tests/e2e/test_browser_security.py
 
 ## bench: parse-and-publish on one ingest process (BENCH_INGEST_EMAILS=6000), N emails through the whole journey (BENCH_EMAILS=2000), then the tickets service at BENCH_TICKETS=1000000 (seeded once into BENCH_DATA, ~25 min, and kept), then the portal's queue page on the same tickets with BENCH_PORTAL_AGENTS=50 agents for BENCH_PORTAL_SECONDS=60 per scenario, then BENCH_TIMERS=100000 pending timers, then rule evaluation with 500 rules
 BENCH_DATA ?= .data/bench/tickets-$${BENCH_TICKETS:-1000000}

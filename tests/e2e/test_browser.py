@@ -106,6 +106,12 @@ def test_agent_replies_from_the_queue_and_the_customer_answers_through_the_link(
         page.reload()
         assert page.get_by_text("Waiting for agent").first.is_visible()
         screenshots(page, "agent-ticket-after-answer")
+        page.click("#nav-stats")
+        page.locator("#stats-created-resolved").wait_for()
+        screenshots(page, "agent-statistics")
+        page.click("#nav-admin")
+        page.locator("#admin-link-automations").wait_for()
+        screenshots(page, "admin-home")
         assert errors == []
     finally:
         agent.close()

@@ -121,7 +121,9 @@ def test_a_light_agent_cannot_reach_admin_pages(helpdesk: LocalHelpdesk, chromiu
         ctx.close()
 
 
-def test_a_customer_cannot_open_another_customers_ticket(helpdesk: LocalHelpdesk, chromium: Any) -> None:
+def test_a_customer_cannot_open_another_customers_ticket(
+    helpdesk: LocalHelpdesk, chromium: Any, screenshots: Any
+) -> None:
     email, password = add_user(helpdesk, "customer")
     own = create_api_ticket(helpdesk, f"sec-own-{uuid.uuid4().hex}", email, title="Min egen fråga")
     other = create_api_ticket(helpdesk, f"sec-other-{uuid.uuid4().hex}", "annan.kund@example.se", title="Någon annans")
@@ -130,6 +132,7 @@ def test_a_customer_cannot_open_another_customers_ticket(helpdesk: LocalHelpdesk
     try:
         page.goto(f"{base}/my/tickets")
         assert page.get_by_text("Min egen fråga").first.is_visible()
+        screenshots(page, "customer-requests-phone")
         assert "Någon annans" not in page.content()
         for path in (f"/my/tickets/{other['number']}", f"/tickets/{other['number']}"):
             page.goto(base + path)
@@ -138,5 +141,6 @@ def test_a_customer_cannot_open_another_customers_ticket(helpdesk: LocalHelpdesk
         assert response is not None and response.status == 404
         response = page.goto(f"{base}/my/tickets/{own['number']}")
         assert response is not None and response.status == 200
+        screenshots(page, "customer-request-phone")
     finally:
         ctx.close()
