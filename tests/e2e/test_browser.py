@@ -106,6 +106,17 @@ def test_agent_replies_from_the_queue_and_the_customer_answers_through_the_link(
         page.reload()
         assert page.get_by_text("Waiting for agent").first.is_visible()
         screenshots(page, "agent-ticket-after-answer")
+
+        # An internal comment mentioning a teammate: typing @ offers the staff, Enter completes the handle.
+        page.select_option("#reply-kind", "internal_comment")
+        page.click("#reply-text")
+        page.keyboard.type("Kolla fakturan, @adm")
+        page.locator("#mention-0").wait_for()
+        page.keyboard.press("Enter")
+        assert page.input_value("#reply-text") == "Kolla fakturan, @admin "
+        page.keyboard.type("tack.")
+        page.click("#reply-send")
+        page.get_by_text("Kolla fakturan, @admin tack.").first.wait_for()
         page.click("#nav-stats")
         page.locator("#stats-created-resolved").wait_for()
         screenshots(page, "agent-statistics")
