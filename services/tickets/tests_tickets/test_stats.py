@@ -11,7 +11,7 @@ from hdkit.mongo import OutboxRelay
 from tickets import stats
 from tickets.api import install_error_handlers, router
 from tickets.handlers import Handlers
-from tickets.stats import Statistics
+from tickets.stats import Statistics, sla_verdicts
 from tickets.store import Store
 from tickets.workflow import Viewer
 
@@ -276,3 +276,14 @@ def test_percentiles_are_nearest_rank_and_the_median_is_the_middle() -> None:
     assert stats.percentile([5.0, 1.0, 3.0], 0.9) == 5.0
     assert stats.duration([1.0, 2.0, 3.0, 10.0]).model_dump() == {"count": 4, "median": 2.5, "p90": 10.0}
     assert stats.day_windows(NOW, 1, stats.zone(TZ))[0][1].start == NOW.replace(hour=0) - timedelta(hours=1)
+
+
+def test_a_target_tickets_recorded_as_missed_counts_as_missed_after_triggers_cleared_its_due_time() -> None:
+    reached = {"first_response_at": NOW, "resolved_at": NOW + timedelta(hours=1)}
+    cleared = {"policy": "standard", "first_response_due": None, "resolution_due": None}
+
+    assert sla_verdicts({**reached, "sla": cleared, "sla_missed": ["first_response"]}) == {
+        "first_response": False,
+        "resolution": True,
+    }
+    assert sla_verdicts({**reached, "sla": cleared}) == {"first_response": True, "resolution": True}

@@ -695,3 +695,31 @@ def test_a_staff_comment_carries_the_mentioned_ids_once_in_order_without_its_aut
 def test_a_customers_comment_mentions_nobody() -> None:
     ch = comment(new(), "customer_comment", CUSTOMER, mentions=("bo",))
     assert ch.events[0].mentions == ()
+
+
+# --------------------------------------------------------------------------- SLA targets reached late
+
+
+def under_sla(first_response_due: datetime, resolution_due: datetime) -> dict[str, Any]:
+    ticket = new({"handler": "bo", "status": "open"})
+    ticket["sla"] = {"policy": "standard", "first_response_due": first_response_due, "resolution_due": resolution_due}
+    return ticket
+
+
+def test_a_first_reply_after_its_due_time_is_recorded_as_a_missed_target() -> None:
+    late = under_sla(NOW - timedelta(minutes=1), NOW + timedelta(hours=8))
+    in_time = under_sla(NOW + timedelta(minutes=1), NOW + timedelta(hours=8))
+
+    assert comment(late, "public_reply", AGENT).set_fields["sla_missed"] == ["first_response"]
+    assert "sla_missed" not in comment(in_time, "public_reply", AGENT).set_fields
+    assert "sla_missed" not in comment(late, "internal_comment", AGENT).set_fields
+
+
+def test_resolving_after_the_resolution_due_time_is_recorded_once_with_what_was_missed_before() -> None:
+    ticket = {**under_sla(NOW - timedelta(hours=2), NOW - timedelta(minutes=5)), "sla_missed": ["first_response"]}
+
+    resolved = change(ticket, {"status": "resolved"})
+
+    assert resolved.set_fields["sla_missed"] == ["first_response", "resolution"]
+    in_time = change(under_sla(NOW - timedelta(hours=2), NOW + timedelta(minutes=5)), {"status": "resolved"})
+    assert "sla_missed" not in in_time.set_fields

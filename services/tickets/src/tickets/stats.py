@@ -48,6 +48,7 @@ SAMPLE_FIELDS = {
     "resolved_at": 1,
     "closed_at": 1,
     "sla": 1,
+    "sla_missed": 1,
 }
 
 
@@ -203,14 +204,15 @@ def resolved_moment(doc: dict[str, Any]) -> datetime | None:
 def sla_verdicts(doc: dict[str, Any]) -> dict[str, bool]:
     """Return, for a resolved ticket under an SLA policy, whether each target it reached was met.
 
-    A target counts as missed when triggers marked it in `sla.breached`, or when it was reached after the
-    due time the ticket still shows. A ticket resolved without any public reply is not judged on first
+    A target counts as missed when triggers marked it in `sla.breached`, when tickets recorded it in
+    `sla_missed` (reached after its due time), or when it was reached after the due time the ticket still
+    shows. A ticket resolved without any public reply is not judged on first
     response. Tickets without a policy are not judged at all.
     """
     sla = doc.get("sla") or {}
     if not sla.get("policy"):
         return {}
-    breached = set(sla.get("breached") or ())
+    breached = set(sla.get("breached") or ()) | set(doc.get("sla_missed") or ())
     out: dict[str, bool] = {}
     reached = {"first_response": _aware(doc.get("first_response_at")), "resolution": resolved_moment(doc)}
     for metric, at in reached.items():

@@ -205,6 +205,18 @@ def _user(value: Any, name: str) -> str | None:
     return value
 
 
+def missed_target(ticket: dict[str, Any], metric: str, at: datetime) -> dict[str, Any]:
+    """Return the field to set when an SLA target is reached after its due time (`sla_missed`), else nothing.
+
+    Triggers clears a target's due time once it is reached, so the lateness is kept here, at the moment it
+    is known, in a field of its own that triggers' SLA updates (which replace `sla`) leave alone.
+    """
+    due = (ticket.get("sla") or {}).get(f"{metric}_due")
+    if due is None or _datetime(due, f"sla.{metric}_due") >= at:
+        return {}
+    return {"sla_missed": list(dict.fromkeys([*(ticket.get("sla_missed") or []), metric]))}
+
+
 def _sla(value: Any) -> dict[str, Any]:
     """Return SLA due times in stored form: both due keys (null when not given), policy and breached if given."""
     if value is None:
@@ -626,6 +638,8 @@ def update(
             set_fields["resolved_at"] = now
         if category == "closed":
             set_fields["closed_at"] = now
+        if category in DONE and not ticket.get("resolved_at") and not ticket.get("closed_at"):
+            set_fields.update(missed_target(ticket, "resolution", now))
         if PHASE_OF[str(category)] == "active" and ticket["status_category"] in ("resolved", "closed"):
             set_fields["resolved_at"] = set_fields["closed_at"] = None
     for c in changes:
@@ -721,6 +735,7 @@ def add_comment(
         set_fields["last_customer_comment_at"] = now
     elif cmd.kind == "public_reply" and ticket.get("first_response_at") is None:
         set_fields["first_response_at"] = now
+        set_fields.update(missed_target(ticket, "first_response", now))
     after = {**ticket, **set_fields, "version": ticket["version"] + 1}
     detail = f"{cmd.kind.replace('_', ' ')} via {cmd.channel}{_by_rule(cmd.automation)}"
     change = Change(
