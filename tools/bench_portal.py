@@ -14,6 +14,10 @@ counts, the bell) at the page's intervals. Scenarios (`--scenarios`):
   50 requests are always in flight; the harshest reading of "50 agents at once".
 - `think`: each agent waits 1-3 s (uniform) between pages, as people working a queue do.
 
+`--writes-per-second N` changes tickets meanwhile (N a second, the priority of a random ticket, through the
+tickets API's PATCH as an admin), as a working team does; every write makes the tickets service drop its
+shared list pages, so this shows the queue page under changes rather than a read-only load.
+
 For each scenario it prints the portal's own time (`Server-Timing: app;dur=`, from the request reaching
 the app to the answer's start), the time the load generator saw, requests/s and errors.
 """
@@ -41,7 +45,7 @@ sys.path.insert(0, str(ROOT / "infra"))
 
 import stack  # noqa: E402
 from bench_tickets import GROUPS, pct, seed, seed_search  # noqa: E402
-from benchkit import BIN, kafka_and_store, start_service  # noqa: E402
+from benchkit import BIN, TOKEN, kafka_and_store, start_service  # noqa: E402
 from portal.domain import User  # noqa: E402
 from portal.security import Passwords  # noqa: E402
 from portal.store import UserStore  # noqa: E402
@@ -200,6 +204,43 @@ async def poll(agent: Agent, path: str, every: float, deadline: float, keep_afte
         )
 
 
+async def write_tickets(url: str, per_second: float, tickets: int, deadline: float, keep_after: float) -> list[Sample]:
+    """Change the priority of random tickets `per_second` times a second as an admin, until the deadline."""
+    headers = {
+        "Authorization": f"Bearer {TOKEN}",
+        "X-Actor-Id": "admin1",
+        "X-Actor-Role": "admin",
+        "X-Actor-Email": "admin1@bench.example",
+    }
+    samples: list[Sample] = []
+    rnd = random.Random(7)  # noqa: S311 - a load pattern, not a secret
+    gate = asyncio.Semaphore(20)  # a slow store must not pile up writes without end
+
+    async def one(number: int, priority: str) -> None:
+        async with gate:
+            started = time.perf_counter()
+            body = {"command_id": uuid.uuid4().hex, "fields": {"priority": priority}}
+            try:
+                answer = await http.patch(f"/api/tickets/{number}", json=body)
+                code = answer.status_code
+            except httpx.HTTPError:
+                code = 0
+            if started >= keep_after:
+                samples.append(Sample("write (PATCH as admin)", (time.perf_counter() - started) * 1000, None, code))
+
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as http:
+        running: set[asyncio.Task[None]] = set()
+        next_at = time.perf_counter()
+        while next_at < deadline:
+            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+            task = asyncio.create_task(one(rnd.randint(1, tickets), rnd.choice(["low", "medium", "high"])))
+            running.add(task)
+            task.add_done_callback(running.discard)
+            next_at += 1 / per_second
+        await asyncio.gather(*running)
+    return samples
+
+
 async def pause(rnd: random.Random, think: tuple[float, float]) -> None:
     """Wait like a person reading the page (not at all in the closed loop)."""
     if think[1] > 0:
@@ -240,10 +281,18 @@ async def load(args: argparse.Namespace, people: list[dict[str, Any]]) -> dict[s
     started = time.perf_counter()
     keep_after = started + args.warmup
     deadline = keep_after + args.duration
+    writes: list[Sample] = []
+    writer = (
+        asyncio.create_task(write_tickets(args.tickets_url, args.writes_per_second, args.tickets, deadline, keep_after))
+        if args.writes_per_second > 0
+        else None
+    )
     await asyncio.gather(
         *(work(a, deadline, think, keep_after, extras) for a in agents),
         *(poll(a, path, every, deadline, keep_after) for a in agents for path, every in extras.polls),
     )
+    if writer is not None:
+        writes = await writer
     measured = time.perf_counter() - keep_after
     for agent in agents:
         await agent.http.aclose()
@@ -254,8 +303,11 @@ async def load(args: argparse.Namespace, people: list[dict[str, Any]]) -> dict[s
         "think": think,
         "seconds": measured,
         "all": summary(samples, measured),
-        "kinds": {k: summary([s for s in samples if s.kind == k], measured) for k in kinds},
+        # the writes are not page loads: shown on their own, left out of "all"
+        "kinds": {k: summary([s for s in samples if s.kind == k], measured) for k in kinds}
+        | ({"write (PATCH as admin)": summary(writes, measured)} if writer is not None else {}),
         "extras": {"on_load": extras.on_load, "polls": extras.polls},
+        "writes_per_second": args.writes_per_second,
     }
 
 
@@ -287,6 +339,9 @@ def load_main(argv: list[str]) -> None:
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--think-min", type=float, default=0)
     parser.add_argument("--think-max", type=float, default=0)
+    parser.add_argument("--writes-per-second", type=float, default=0)
+    parser.add_argument("--tickets-url", default="")
+    parser.add_argument("--tickets", type=int, default=1_000_000)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     people = json.loads(Path(args.accounts).read_text())
@@ -296,7 +351,9 @@ def load_main(argv: list[str]) -> None:
 # --- the main process ---------------------------------------------------------------------------------
 
 
-def run_scenario(base: str, accounts_file: Path, name: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+def run_scenario(
+    base: str, tickets_url: str, accounts_file: Path, name: str, args: argparse.Namespace, out: Path
+) -> dict[str, Any]:
     """Run one scenario in a separate load process and return its figures."""
     think_min, think_max = SCENARIOS[name]
     command = [
@@ -310,6 +367,9 @@ def run_scenario(base: str, accounts_file: Path, name: str, args: argparse.Names
         f"--warmup={args.warmup}",
         f"--think-min={think_min}",
         f"--think-max={think_max}",
+        f"--writes-per-second={args.writes_per_second}",
+        f"--tickets-url={tickets_url}",
+        f"--tickets={args.tickets}",
         f"--out={out}",
     ]
     subprocess.run(command, check=True)  # noqa: S603 - this very script
@@ -322,6 +382,8 @@ def print_figures(name: str, figures: dict[str, Any], tickets: int) -> None:
     """Print one scenario's figures."""
     think = figures["think"]
     how = "no think time (closed loop)" if not think[1] else f"think time {think[0]:g}-{think[1]:g} s"
+    if figures.get("writes_per_second"):
+        how += f", {figures['writes_per_second']:g} ticket writes/s"
     print(f"\n== queue page, {tickets:,} tickets, {figures['agents']} agents, {how}, {figures['seconds']:.0f} s ==")
     extras = figures["extras"]
     if extras["on_load"] or extras["polls"]:
@@ -350,6 +412,9 @@ def main() -> None:
     parser.add_argument("--scenarios", default="closed,think", help="comma-separated: closed, think")
     parser.add_argument("--dir", type=Path, default=None, help="data folder (kept with --keep; reused when seeded)")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--writes-per-second", type=float, default=0, help="ticket changes a second meanwhile (PATCH as an admin)"
+    )
     args = parser.parse_args()
     scenarios = [s for s in args.scenarios.split(",") if s]
     unknown = set(scenarios) - set(SCENARIOS)
@@ -392,7 +457,12 @@ def main() -> None:
                 base = f"http://127.0.0.1:{portal_port}"
                 for name in scenarios:
                     figures = run_scenario(
-                        base, accounts_file, name, args, work_dir / f"{name}-{uuid.uuid4().hex}.json"
+                        base,
+                        f"http://127.0.0.1:{tickets_port}",
+                        accounts_file,
+                        name,
+                        args,
+                        work_dir / f"{name}-{uuid.uuid4().hex}.json",
                     )
                     print_figures(name, figures, args.tickets)
             finally:

@@ -1,10 +1,19 @@
 """The shared queue pages: one store read per query and moment, never hiding this process's own writes."""
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
+from hdkit.mongo import OutboxRelay
+from hdkit.testing import started_publisher
+from tickets.api import install_error_handlers, router
+from tickets.domain import Mailbox
+from tickets.handlers import Handlers
 from tickets.listcache import ListCache
+from tickets.store import Store
 
 PageResult = tuple[list[dict[str, Any]], str | None]
 
@@ -176,3 +185,57 @@ async def test_the_cache_keeps_at_most_its_bound_of_pages() -> None:
     for i in range(10):
         await cache.page([{"group": f"g{i}"}], **OPTIONS)
     assert len(cache) <= 4
+
+
+# --- on the real store, through the API ---------------------------------------------------------------
+
+TOKEN = "service-token-for-tests-0123456789"
+ADMIN = {"X-Actor-Id": "ada", "X-Actor-Role": "admin", "X-Actor-Email": "ada@helpdesk.example"}
+AGENT = {"X-Actor-Id": "bo", "X-Actor-Role": "agent", "X-Actor-Groups": "support"}
+
+
+@pytest.fixture
+async def cached_api(infra: Any, mongo: Any) -> AsyncIterator[tuple[httpx.AsyncClient, Store]]:
+    async with started_publisher(infra.bootstrap) as publisher:
+        store = Store(mongo)
+        await store.ensure_indexes()
+        await store.seed_defaults(Mailbox(address="support@localhost", group="support"))
+        handlers = Handlers(
+            store,
+            OutboxRelay(store.tickets, publisher),
+            message_id_secret="integration-secret-0123456789",
+            contacts_relay=OutboxRelay(store.contacts, publisher),
+        )
+        app = FastAPI()
+        app.include_router(router(store, handlers, TOKEN, list_cache_seconds=60))
+        install_error_handlers(app)
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://tickets", headers=headers) as client:
+            yield client, store
+
+
+async def listed(client: httpx.AsyncClient, view: str, who: dict[str, str]) -> dict[int, dict[str, Any]]:
+    response = await client.get("/api/tickets", params={"view": view}, headers=who)
+    assert response.status_code == 200, response.text
+    return {item["number"]: item for item in response.json()["items"]}
+
+
+@pytest.mark.asyncio
+async def test_an_agents_own_assignment_shows_in_their_next_list_while_other_writes_wait_for_the_period(
+    cached_api: tuple[httpx.AsyncClient, Store],
+) -> None:
+    client, store = cached_api
+    body = {"requester": {"email": "kund@example.se"}, "fields": {"title": "Trasig", "group": "support"}}
+    created = await client.post("/api/tickets", json=body, headers=ADMIN)
+    assert created.status_code == 201, created.text
+    number = created.json()["number"]
+    assert number in await listed(client, "unassigned", AGENT)
+    assert number not in await listed(client, "mine", AGENT)
+    assigned = await client.patch(f"/api/tickets/{number}", json={"fields": {"handler": "bo"}}, headers=AGENT)
+    assert assigned.status_code == 200, assigned.text
+    assert number not in await listed(client, "unassigned", AGENT)
+    assert number in await listed(client, "mine", AGENT)
+    # a change made by another process (straight into the store) waits for the period: the page is shared
+    await store.tickets.update_one({"number": number}, {"$set": {"title": "Elsewhere"}})
+    assert (await listed(client, "mine", AGENT))[number]["title"] == "Trasig"

@@ -18,27 +18,25 @@ class Kept(Generic[T]):
 
     def __init__(
         self,
-        load: Callable[[], Awaitable[T]],
         *,
         ttl: float,
         keep: Callable[[T], bool] = lambda _: True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._load = load
         self.ttl = ttl
         self._keep = keep
         self._clock = clock
         self._value: tuple[float, T] | None = None
         self._running: asyncio.Task[T] | None = None
 
-    async def get(self) -> T:
-        """Return the kept value, or load it (callers asking meanwhile wait for the same load)."""
+    async def get(self, load: Callable[[], Awaitable[T]]) -> T:
+        """Return the kept value, or `load()` it (callers asking meanwhile wait for the same load)."""
         if self.ttl <= 0:
-            return await self._load()
+            return await load()
         if self._value is not None and self._value[0] > self._clock():
             return self._value[1]
         if self._running is None:
-            self._running = asyncio.create_task(self._fill())
+            self._running = asyncio.create_task(self._fill(load))
             self._running.add_done_callback(_retrieve)
         # shield: a caller who gives up must not cancel the load the others wait for
         return await asyncio.shield(self._running)
@@ -47,9 +45,9 @@ class Kept(Generic[T]):
         """Drop the kept value: the next caller loads it again."""
         self._value = None
 
-    async def _fill(self) -> T:
+    async def _fill(self, load: Callable[[], Awaitable[T]]) -> T:
         try:
-            value = await self._load()
+            value = await load()
         finally:
             self._running = None
         if self._keep(value):

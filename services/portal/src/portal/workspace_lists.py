@@ -36,6 +36,7 @@ from portal.pagekit import (
 from portal.saved_views import MAX_NAME_LENGTH, MemorySavedViews, MongoSavedViews, SavedView, TooManyViews
 from portal.service_client import ServiceNotFound, ServiceRefused, ServiceUnavailable
 from portal.settings import Settings
+from portal.shortcache import Kept
 from portal.tickets_client import LIST_ORDERS, TicketPage
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,8 @@ MAX_SEARCH_LENGTH = 1000
 MAX_BULK = 500
 PAGE_SIZE = 50
 SAVED_VIEWS_WAIT = 0.5
+SHARED_SECONDS = 5.0
+"""Seconds the staff list and the ticket configuration are kept for every list page of this process."""
 """Seconds a list waits for the saved views: they are a help, the list is shown without them after that."""
 NOTIFICATIONS_SHOWN = 50
 NOTIFICATION_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,200}")
@@ -220,6 +223,9 @@ def setup(app: FastAPI, portal: Portal, settings: Settings) -> None:
         app.state.runtime.on_start.append(store.ensure_indexes)
         portal.services["saved_views"] = store
     router = page_router()
+    # The same for every agent's page and rarely changed: read once per few seconds, not per page load.
+    shared_staff: Kept[list[User]] = Kept(ttl=SHARED_SECONDS)
+    shared_config: Kept[Mapping[str, Any] | None] = Kept(ttl=SHARED_SECONDS, keep=lambda config: config is not None)
 
     async def saved_views_of(user: User) -> list[SavedView] | None:
         # The views are a help: a slow or failing store leaves the list without them, not without a page.
@@ -284,8 +290,8 @@ def setup(app: FastAPI, portal: Portal, settings: Settings) -> None:
             page_of(actor, user, query, t),
             portal.tickets.counts(actor),
             saved_views_of(user),
-            config_of(actor),
-            portal.accounts.users.staff(),
+            shared_config.get(lambda: config_of(actor)),
+            shared_staff.get(portal.accounts.users.staff),
         )
         handler_ids = {t.handler for t in page.items if t.handler}
         names = {p.id: p.display_name for p in people}

@@ -32,7 +32,7 @@ class ListCache:
         *,
         ttl: float,
         generation: Callable[[], int],
-        max_entries: int = 2_000,
+        max_entries: int = 1_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._read_page = read_page
