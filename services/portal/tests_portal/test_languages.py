@@ -5,7 +5,7 @@ import pytest
 from fastapi.testclient import TestClient
 from portal.i18n import LOCALE_DIR, catalogue, language_of, translator
 
-from .conftest import csrf_of, sign_in
+from .conftest import csrf_of, hidden_fields, sign_in
 from .fakes import FakeUsers
 
 
@@ -86,3 +86,14 @@ def test_no_two_catalogues_translate_the_same_text_differently() -> None:
 
 def _placeholders(text: str) -> set[str]:
     return set(re.findall(r"\{(\w*)\}", text))
+
+
+def test_a_refused_reply_is_explained_in_the_agents_language(client: TestClient) -> None:
+    sign_in(client)
+    client.post("/me", data={"csrf_token": csrf_of(client.get("/me").text), "language": "sv"})
+    form = hidden_fields(client.get("/tickets/1").text, "/tickets/1/comments")
+
+    response = client.post("/tickets/1/comments", data={**form, "kind": "public_reply", "text": "  "})
+
+    assert response.status_code == 422
+    assert "Inte skickat: skriv något först." in response.text

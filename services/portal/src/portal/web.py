@@ -34,7 +34,7 @@ from portal.domain import (
     label,
     safe_next,
 )
-from portal.i18n import LANGUAGES
+from portal.i18n import LANGUAGES, translator
 from portal.ingest_client import Download, IngestNotFound, IngestUnavailable
 from portal.pagekit import (
     CUSTOMER_HOME,
@@ -45,6 +45,7 @@ from portal.pagekit import (
     SignedIn,
     SignInRequired,
     command_id_of,
+    language_for,
     new_command_id,
     page_router,
     render,
@@ -416,19 +417,22 @@ def build_router(portal: Portal) -> APIRouter:
         command = command_id_of(command_id)
         text = _comment_text(text)
 
+        t = translator(language_for(request))
+
         def refuse(status: int, why: str) -> Response:
-            return show_link(request, token, ticket, status=status, alert=f"Not sent: {why}", draft=text)
+            alert = t("Not sent: {why}", why=why)
+            return show_link(request, token, ticket, status=status, alert=alert, draft=text)
 
         if is_closed(ticket.status, ticket.status_category):
-            return refuse(409, "this request is closed. Write to us again to open a new one.")
+            return refuse(409, t("this request is closed. Write to us again to open a new one."))
         if not text.strip():
-            return refuse(422, "write your answer first.")
+            return refuse(422, t("write your answer first."))
         if len(text) > MAX_COMMENT_LENGTH:
-            return refuse(422, f"an answer may be at most {MAX_COMMENT_LENGTH:,} characters long.")
+            return refuse(422, t("an answer may be at most {n} characters long.", n=f"{MAX_COMMENT_LENGTH:,}"))
         requester = ticket.requester
         if requester is None or not requester.email.isascii():
             # The tickets service is told who acts in ASCII headers; such an address can only answer by mail.
-            return refuse(409, "answers to this request go by email. Reply to our last email instead.")
+            return refuse(409, t("answers to this request go by email. Reply to our last email instead."))
         try:
             await portal.tickets.add_comment(
                 Actor.requester(requester.email, requester.name),

@@ -543,7 +543,7 @@ def build_router(portal: Portal) -> Any:  # noqa: C901 - one closure per route, 
                 expected_version=version_of(version),
             )
         except CommandRefused as exc:
-            alert = f"Not assigned: {sentence(exc.message)}"
+            alert = translator(language_for(request))("Not assigned: {why}", why=sentence(exc.message))
             return await show_ticket(request, user, ticket_number, PageState(status=exc.status, alert=alert))
         log.info("%s took ticket #%s", user.email, ticket_number)
         return RedirectResponse(f"/tickets/{ticket_number}", status_code=303)
@@ -721,19 +721,22 @@ def build_router(portal: Portal) -> Any:  # noqa: C901 - one closure per route, 
         draft = Draft(text=text, kind=kind)
         kinds = comment_kinds(user.role)
 
+        t = translator(language_for(request))
+
         async def refuse(status: int, why: str) -> Response:
-            state = PageState(status=status, alert=f"Not sent: {why}", draft=draft)
+            state = PageState(status=status, alert=t("Not sent: {why}", why=why), draft=draft)
             return await show_ticket(request, user, ticket_number, state)
 
         if kind not in COMMENT_KINDS:
-            return await refuse(422, "choose Public reply or Internal comment.")
+            return await refuse(422, t("choose Public reply or Internal comment."))
         if kind not in kinds:
             role = label(user.role, ROLE_LABELS).lower()
-            return await refuse(403, f"a {role} may write {' or '.join(kinds.values()).lower()}s only.")
+            allowed = " or ".join(kinds.values()).lower()
+            return await refuse(403, t("a {role} may write {kinds}s only.", role=t(role), kinds=t(allowed)))
         if not text.strip():
-            return await refuse(422, "write something first.")
+            return await refuse(422, t("write something first."))
         if len(text) > MAX_COMMENT_LENGTH:
-            return await refuse(422, f"a comment may be at most {MAX_COMMENT_LENGTH:,} characters long.")
+            return await refuse(422, t("a comment may be at most {n} characters long.", n=f"{MAX_COMMENT_LENGTH:,}"))
         try:
             attachments = await store_uploads(
                 portal.ingest,
