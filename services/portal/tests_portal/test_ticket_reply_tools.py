@@ -189,3 +189,9 @@ def test_html_blockquotes_are_folded_after_sanitising(agent: TestClient, tickets
     ) in page
     assert "x()" not in page
     assert str(fold_html_quotes(Markup("<p>a &lt;blockquote&gt;</p>"), "S")) == "<p>a &lt;blockquote&gt;</p>"
+
+
+def test_folding_escapes_text_that_is_not_sanitised_markup() -> None:
+    folded = str(fold_html_quotes("<blockquote><script>x</script></blockquote>", "S"))  # type: ignore[arg-type]
+
+    assert "<script>" not in folded and "<blockquote>" not in folded

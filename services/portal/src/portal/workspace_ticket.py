@@ -86,7 +86,8 @@ def quote_parts(text: str) -> list[tuple[bool, str]]:
 
 def fold_html_quotes(html: Markup, summary: str) -> Markup:
     """Return sanitised HTML with each outermost blockquote folded in a <details> with this summary."""
-    text = str(html)
+    # Only clean_html's output is trusted as markup; anything else is escaped first, so no tag can slip in.
+    text = str(html) if isinstance(html, Markup) else str(escape(html))
     # nh3's output escapes every '<' that is not a tag, so each match is a real tag.
     out: list[str] = []
     depth, start, last = 0, 0, 0
