@@ -48,6 +48,7 @@ def test_a_reply_without_files_sends_no_attachments_even_with_an_empty_file_part
 ) -> None:
     sign_in(client)
     form = hidden_fields(client.get("/tickets/1").text, REPLY)
+    asked_before = len(tickets.api.calls)
 
     client.post(
         REPLY,
@@ -57,6 +58,8 @@ def test_a_reply_without_files_sends_no_attachments_even_with_an_empty_file_part
 
     assert ingest.uploads == []
     assert "attachments" not in tickets.commands[-1].body
+    # the reply itself asks nothing of the tickets configuration when no file was chosen
+    assert tickets.api.calls[asked_before:] == []
 
 
 def test_a_file_over_the_admins_limit_is_refused_and_nothing_is_sent_or_kept(

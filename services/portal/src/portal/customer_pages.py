@@ -42,7 +42,7 @@ from portal.security import Session, new_password
 from portal.service_client import ServiceNotFound, ServiceRefused, ServiceUnavailable
 from portal.settings import Settings
 from portal.tickets_client import CommandRefused, TicketDetail, TicketSummary
-from portal.uploads import AttachmentRefused, store_uploads, upload_limit
+from portal.uploads import AttachmentRefused, attach_chosen
 from portal.web import _download
 
 log = logging.getLogger(__name__)
@@ -341,9 +341,7 @@ def setup(app: FastAPI, portal: Portal, settings: Settings) -> None:
                 422, t("Not sent: the description may be at most {n} characters long.", n=MAX_DESCRIPTION_LENGTH)
             )
         try:
-            attachments = await store_uploads(
-                portal.ingest, files, max_bytes=await upload_limit(portal), uploaded_by=user.email, t=t
-            )
+            attachments = await attach_chosen(portal, files, uploaded_by=user.email, t=t)
         except AttachmentRefused as exc:
             return refuse(422, t("Not sent: {reason}", reason=exc.reason))
         body: dict[str, Any] = {
@@ -393,9 +391,7 @@ def setup(app: FastAPI, portal: Portal, settings: Settings) -> None:
         if len(text) > MAX_COMMENT_LENGTH:
             return refuse(422, t("Not sent: an answer may be at most {n} characters long.", n=MAX_COMMENT_LENGTH))
         try:
-            attachments = await store_uploads(
-                portal.ingest, files, max_bytes=await upload_limit(portal), uploaded_by=user.email, t=t
-            )
+            attachments = await attach_chosen(portal, files, uploaded_by=user.email, t=t)
         except AttachmentRefused as exc:
             return refuse(422, t("Not sent: {reason}", reason=exc.reason))
         try:

@@ -136,8 +136,11 @@ def _is_token_refusal(response: httpx.Response) -> bool:
     return "token" in message.lower()
 
 
-def refusal_of(response: httpx.Response) -> tuple[str, list[tuple[str, str]]]:
-    """Return a refusal's reason and, for a validation error, (where, what) for each error."""
+def refusal_of(response: httpx.Response, fallback: str = "refused") -> tuple[str, list[tuple[str, str]]]:
+    """Return a refusal's reason and, for a validation error, (where, what) for each error.
+
+    Without a reason in the body the reason is `fallback` and the HTTP status.
+    """
     try:
         detail = response.json().get("detail")
     except (ValueError, AttributeError):
@@ -150,7 +153,7 @@ def refusal_of(response: httpx.Response) -> tuple[str, list[tuple[str, str]]]:
                 locations.append((where, str(error["msg"])))
         detail = "; ".join(f"{where}: {what}" if where else what for where, what in locations)
     if not isinstance(detail, str) or not detail.strip():
-        return f"refused (HTTP {response.status_code})", locations
+        return f"{fallback} (HTTP {response.status_code})", locations
     detail = detail.strip()
     if len(detail) > MAX_REASON_LENGTH:
         detail = detail[: MAX_REASON_LENGTH - 1] + "…"

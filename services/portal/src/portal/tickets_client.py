@@ -9,7 +9,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from portal.domain import VIEWS, Actor
-from portal.service_client import ServiceUnavailable, answer_of
+from portal.service_client import ServiceUnavailable, answer_of, refusal_of
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,6 @@ class CommandRefused(Exception):
 
 
 CommentKind = Literal["public_reply", "internal_comment", "customer_comment"]
-MAX_REFUSAL_LENGTH = 500
 MAX_HEADER_NAME = 200
 LIST_FILTERS = ("status", "priority", "group", "handler", "type", "category", "organisation", "requester")
 """The filters `GET /api/tickets` takes besides the view (each an exact value)."""
@@ -377,7 +376,7 @@ class TicketsClient:
         if status >= 500 or status < 400:
             log.warning("tickets service failed: %s %s: HTTP %s", method, path, status)
             raise TicketsUnavailable(f"tickets service error (HTTP {status})")
-        message = _refusal(response)
+        message, _ = refusal_of(response, "the tickets service refused this")
         log.info("tickets service refused %s %s for %s (HTTP %s): %s", method, path, actor.id, status, message)
         raise CommandRefused(status, message)
 
@@ -403,22 +402,3 @@ class TicketsClient:
     async def aclose(self) -> None:
         """Release connections."""
         await self._http.aclose()
-
-
-def _refusal(response: httpx.Response) -> str:
-    # Refusals say why in `detail`: a sentence, or for a malformed body pydantic's list of errors.
-    try:
-        detail = response.json().get("detail")
-    except (ValueError, AttributeError):
-        detail = None
-    if isinstance(detail, list):
-        parts = []
-        for error in detail:
-            if isinstance(error, Mapping) and error.get("msg"):
-                where = [str(x) for x in error.get("loc", []) if x != "body"]
-                parts.append(f"{'.'.join(where)}: {error['msg']}" if where else str(error["msg"]))
-        detail = "; ".join(parts)
-    if not isinstance(detail, str) or not detail.strip():
-        return f"the tickets service refused this (HTTP {response.status_code})"
-    detail = detail.strip()
-    return detail if len(detail) <= MAX_REFUSAL_LENGTH else detail[: MAX_REFUSAL_LENGTH - 1] + "…"

@@ -55,6 +55,15 @@ async def upload_limit(portal: "Portal") -> int:
     return limit_bytes(settings.get("attachment_limit_mb") if isinstance(settings, dict) else None)
 
 
+async def attach_chosen(
+    portal: "Portal", files: Sequence[UploadFile | str], *, uploaded_by: str, t: Translate
+) -> list[dict[str, object]]:
+    """Keep the files chosen in a form within the admins' limit; nothing is asked of anyone when none was chosen."""
+    if not chosen(files):
+        return []
+    return await store_uploads(portal.ingest, files, max_bytes=await upload_limit(portal), uploaded_by=uploaded_by, t=t)
+
+
 def human_size(size: int) -> str:
     """Return a byte count as people read it: `512 bytes`, `1.5 MB` (powers of 1024)."""
     if size < 1024:

@@ -40,7 +40,7 @@ from portal.settings import Settings
 from portal.snippets import KINDS, InvalidSnippet, MongoSnippets, Snippet, Snippets, fill, snippet_of
 from portal.tickets_client import CommandRefused, CommentKind, TicketDetail, TicketNotFound, TicketSummary
 from portal.triggers_client import TriggersUnavailable
-from portal.uploads import AttachmentRefused, store_uploads, upload_limit
+from portal.uploads import AttachmentRefused, attach_chosen
 from portal.web import AGENT_TICKET_CSP, Draft, _comment_text, _description_is_separate, _download, _files
 
 log = logging.getLogger(__name__)
@@ -739,13 +739,7 @@ def build_router(portal: Portal) -> Any:  # noqa: C901 - one closure per route, 
         if len(text) > MAX_COMMENT_LENGTH:
             return await refuse(422, t("a comment may be at most {n} characters long.", n=f"{MAX_COMMENT_LENGTH:,}"))
         try:
-            attachments = await store_uploads(
-                portal.ingest,
-                files,
-                max_bytes=await upload_limit(portal),
-                uploaded_by=user.email,
-                t=translator(language_for(request)),
-            )
+            attachments = await attach_chosen(portal, files, uploaded_by=user.email, t=t)
         except AttachmentRefused as exc:
             return await refuse(422, exc.reason)
         try:
