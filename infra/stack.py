@@ -287,6 +287,22 @@ FERRETDB_PATCHES: tuple[tuple[str, str, str], ...] = (
             "columns[i] = HelpdeskFieldExpr(key.Field)",
         ),
         (
+            "internal/backends/sqlite/collection.go",
+            "\treturn &backends.QueryResult{\n\t\tIter: newQueryIterator(ctx, rows, params.OnlyRecordIDs),\n\t}, nil\n",
+            "\titer := newQueryIterator(ctx, rows, params.OnlyRecordIDs)\n\titer.(*queryIterator).keep = keep\n\n"
+            "\treturn &backends.QueryResult{\n\t\tIter: iter,\n\t}, nil\n",
+        ),
+        (
+            "internal/backends/sqlite/query_iterator.go",
+            "\tonlyRecordIDs bool\n}\n",
+            "\tonlyRecordIDs bool\n\tkeep          []string // helpdesk: top-level fields to decode (helpdeskSlim); nil for all\n}\n",
+        ),
+        (
+            "internal/backends/sqlite/query_iterator.go",
+            "\t\tif doc, err = sjson.Unmarshal(b); err != nil {\n",
+            "\t\tif doc, err = sjson.Unmarshal(helpdeskSlim(b, iter.keep)); err != nil {\n",
+        ),
+        (
             "internal/backends/collection.go",
             "\tLimit  int64\n\n\tOnlyRecordIDs bool\n",
             "\tLimit  int64\n\n\tOnlyRecordIDs bool\n\n"
@@ -302,7 +318,7 @@ FERRETDB_PATCHES: tuple[tuple[str, str, str], ...] = (
         (
             "internal/backends/sqlite/collection.go",
             "\tq += whereClause\n\tq += prepareOrderByClause(params.Sort)\n",
-            "\tq, whereClause, args, done, err := c.helpdeskApply(ctx, db, meta, params, q, whereClause, args)\n"
+            "\tq, whereClause, args, keep, done, err := c.helpdeskApply(ctx, db, meta, params, q, whereClause, args)\n"
             "\tif err != nil || done != nil {\n\t\treturn done, err\n\t}\n\n"
             "\tq += whereClause\n\tq += prepareOrderByClause(params.Sort)\n",
         ),

@@ -31,8 +31,8 @@ type helpdeskPlan struct {
 	args  []any
 	order string
 	limit int64
-	exact bool // the WHERE clause is the whole filter: counts and limits are safe
-	keep  []string // top-level fields to read (projection pushdown); nil reads whole documents
+	exact bool     // the WHERE clause is the whole filter: counts and limits are safe
+	keep  []string // top-level fields FerretDB decodes (helpdeskSlim; projection pushdown); nil for all
 }
 
 // sqlArg converts a scalar filter value into the SQL value that HelpdeskFieldExpr yields for it.
@@ -351,7 +351,7 @@ func projectionKeys(projection, filter *types.Document, sortKeys []string) []str
 			continue
 		}
 
-		if !included || strings.Contains(k, "$") {
+		if !included || !plainName(k) {
 			return nil // exclusions and operators: read whole documents
 		}
 
@@ -359,7 +359,7 @@ func projectionKeys(projection, filter *types.Document, sortKeys []string) []str
 	}
 
 	for _, k := range filter.Keys() {
-		if strings.HasPrefix(k, "$") {
+		if !plainName(k) {
 			return nil
 		}
 
@@ -367,40 +367,293 @@ func projectionKeys(projection, filter *types.Document, sortKeys []string) []str
 	}
 
 	for _, k := range sortKeys {
+		if !plainName(k) {
+			return nil
+		}
+
 		add(k)
 	}
 
 	return keep
 }
 
-// projectedColumn returns SQL that builds, inside SQLite, a smaller sjson document with only `keep`
-// (values and their schema entries, in the document's own key order), so FerretDB decodes less.
-func projectedColumn(keep []string) (string, []any) {
-	marks := make([]string, len(keep))
-	for i := range keep {
-		marks[i] = "?"
+// plainName tells whether a (dotted) field name is written in sjson text exactly as it is: ASCII letters,
+// digits, "_", "-" and ".", never an operator or anything the encoder escapes.
+func plainName(name string) bool {
+	if name == "" {
+		return false
 	}
 
-	in := "(" + strings.Join(marks, ", ") + ")"
-	col := metadata.DefaultColumn
-	value := `json(CASE j.type WHEN 'text' THEN json_quote(j.value) WHEN 'true' THEN 'true' ` +
-		`WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' ELSE j.value END)`
-	q := `json_set(` +
-		`(SELECT json_group_object(j.key, ` + value + `) FROM json_each(` + col + `) AS j WHERE j.key IN ` + in + `), ` +
-		`'$."$s"', json_object(` +
-		`'p', (SELECT json_group_object(j.key, json(j.value)) FROM json_each(` + col + `, '$."$s".p') AS j ` +
-		`WHERE j.key IN ` + in + `), ` +
-		`'$k', (SELECT json_group_array(j.value) FROM json_each(` + col + `, '$."$s"."$k"') AS j ` +
-		`WHERE j.value IN ` + in + `)))`
-
-	args := make([]any, 0, 3*len(keep))
-	for i := 0; i < 3; i++ {
-		for _, k := range keep {
-			args = append(args, k)
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
+			return false
 		}
 	}
 
-	return q, args
+	return true
+}
+
+// helpdeskSlim returns the sjson text of a stored document with only the top-level fields in keep (values,
+// their schema entries and their place in "$k"), so that FerretDB decodes a list row's dozen fields rather
+// than a whole ticket with its conversation. It only walks the text: values are copied as they are, never
+// parsed. On anything it does not expect it returns the document unchanged (the handler then projects the
+// whole document itself, as without the pushdown).
+func helpdeskSlim(b []byte, keep []string) []byte {
+	if len(keep) == 0 {
+		return b
+	}
+
+	out, ok := slimDocument(b, keep)
+	if !ok {
+		return b
+	}
+
+	return out
+}
+
+func slimDocument(b []byte, keep []string) ([]byte, bool) {
+	var schema, order, values []byte
+	var sawSchema bool
+
+	ok := eachMember(b, func(key, value []byte) bool {
+		if string(key) == `"$s"` {
+			sawSchema = true
+
+			return eachMember(value, func(k, v []byte) bool {
+				switch string(k) {
+				case `"p"`:
+					return eachMember(v, func(field, entry []byte) bool {
+						if kept(field, keep) {
+							schema = appendMember(schema, field, entry)
+						}
+
+						return true
+					})
+				case `"$k"`:
+					return eachElement(v, func(field []byte) bool {
+						if kept(field, keep) {
+							if len(order) > 0 {
+								order = append(order, ',')
+							}
+
+							order = append(order, field...)
+						}
+
+						return true
+					})
+				}
+
+				return false // a schema member this code does not know
+			})
+		}
+
+		if kept(key, keep) {
+			values = appendMember(values, key, value)
+		}
+
+		return true
+	})
+	if !ok || !sawSchema {
+		return nil, false
+	}
+
+	out := make([]byte, 0, len(schema)+len(order)+len(values)+24)
+	out = append(out, `{"$s":{"p":{`...)
+	out = append(out, schema...)
+	out = append(out, `},"$k":[`...)
+	out = append(out, order...)
+	out = append(out, `]}`...)
+
+	if len(values) > 0 {
+		out = append(out, ',')
+		out = append(out, values...)
+	}
+
+	return append(out, '}'), true
+}
+
+// kept tells whether a JSON string token (with its quotes) is one of keep, compared as written: a key that
+// the encoder escaped never matches, which is why projectionKeys passes only plain ASCII names.
+func kept(token []byte, keep []string) bool {
+	if len(token) < 2 || token[0] != '"' {
+		return false
+	}
+
+	name := token[1 : len(token)-1]
+	for _, k := range keep {
+		if string(name) == k {
+			return true
+		}
+	}
+
+	return false
+}
+
+func appendMember(dst, key, value []byte) []byte {
+	if len(dst) > 0 {
+		dst = append(dst, ',')
+	}
+
+	dst = append(dst, key...)
+	dst = append(dst, ':')
+
+	return append(dst, value...)
+}
+
+// eachMember calls f with the key token (quotes included) and the value text of each member of the JSON
+// object b; false if b is not one object or f says stop.
+func eachMember(b []byte, f func(key, value []byte) bool) bool {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return false
+	}
+
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return skipSpace(b, i+1) == len(b)
+	}
+
+	for i < len(b) {
+		keyEnd, ok := skipString(b, i)
+		if !ok {
+			return false
+		}
+
+		key := b[i:keyEnd]
+
+		i = skipSpace(b, keyEnd)
+		if i >= len(b) || b[i] != ':' {
+			return false
+		}
+
+		start := skipSpace(b, i+1)
+
+		end, ok := skipValue(b, start)
+		if !ok || !f(key, b[start:end]) {
+			return false
+		}
+
+		i = skipSpace(b, end)
+		if i >= len(b) {
+			return false
+		}
+
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case '}':
+			return skipSpace(b, i+1) == len(b)
+		default:
+			return false
+		}
+	}
+
+	return false
+}
+
+// eachElement calls f with each element of the JSON array b that is a string (token with quotes); false if
+// b is not one array of strings or f says stop.
+func eachElement(b []byte, f func(item []byte) bool) bool {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '[' {
+		return false
+	}
+
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return skipSpace(b, i+1) == len(b)
+	}
+
+	for i < len(b) {
+		end, ok := skipString(b, i)
+		if !ok || !f(b[i:end]) {
+			return false
+		}
+
+		i = skipSpace(b, end)
+		if i >= len(b) {
+			return false
+		}
+
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case ']':
+			return skipSpace(b, i+1) == len(b)
+		default:
+			return false
+		}
+	}
+
+	return false
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+
+	return i
+}
+
+// skipString returns the index after the JSON string starting at b[i].
+func skipString(b []byte, i int) (int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return 0, false
+	}
+
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1, true
+		}
+	}
+
+	return 0, false
+}
+
+// skipValue returns the index after the JSON value starting at b[i] (strings, objects and arrays are
+// matched with their nesting; other scalars end at the next delimiter).
+func skipValue(b []byte, i int) (int, bool) {
+	if i >= len(b) {
+		return 0, false
+	}
+
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case '"':
+				end, ok := skipString(b, i)
+				if !ok {
+					return 0, false
+				}
+
+				i = end - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1, true
+				}
+			}
+		}
+
+		return 0, false
+	}
+
+	start := i
+	for i < len(b) && !strings.ContainsRune(",}] \t\n\r", rune(b[i])) {
+		i++
+	}
+
+	return i, i > start
 }
 
 // helpdeskCount counts the rows of an exact plan with SQLite, without reading any document.
@@ -415,35 +668,29 @@ func (c *collection) helpdeskCount(ctx context.Context, db *fsql.DB, table strin
 }
 
 // helpdeskApply replaces FerretDB's WHERE clause by the plan's (with ORDER BY and LIMIT where exact), or
-// answers a count-only query outright (done is then non-nil).
+// answers a count-only query outright (done is then non-nil). keep is what the rows read may be slimmed to
+// (helpdeskSlim) before FerretDB decodes them; nil for whole documents.
 func (c *collection) helpdeskApply(
 	ctx context.Context, db *fsql.DB, meta *metadata.Collection, params *backends.QueryParams,
 	q, where string, args []any,
-) (string, string, []any, *backends.QueryResult, error) {
+) (string, string, []any, []string, *backends.QueryResult, error) {
 	plan, ok := helpdeskPushdown(meta, params)
 	if !ok {
-		return q, where, args, nil, nil
+		return q, where, args, nil, nil, nil
 	}
 
 	if params.CountOnly && plan.exact {
 		n, err := c.helpdeskCount(ctx, db, meta.TableName, plan)
 		if err != nil {
-			return "", "", nil, nil, err
+			return "", "", nil, nil, nil, err
 		}
 
 		res := &backends.QueryResult{Iter: newQueryIterator(ctx, nil, false), Count: n, Counted: true}
 
-		return "", "", nil, res, nil
+		return "", "", nil, nil, res, nil
 	}
 
-	if plan.keep != nil && !params.OnlyRecordIDs {
-		column, columnArgs := projectedColumn(plan.keep)
-		q = fmt.Sprintf(`SELECT %s AS %s FROM %q`, column, metadata.DefaultColumn, meta.TableName)
-		args = append(columnArgs, plan.args...)
-	} else {
-		args = plan.args
-	}
-
+	args = plan.args
 	where = plan.where
 	if plan.order != "" && params.Sort.Len() == 0 {
 		where += plan.order
@@ -454,5 +701,9 @@ func (c *collection) helpdeskApply(
 		args = append(args, plan.limit)
 	}
 
-	return q, where, args, nil, nil
+	if params.OnlyRecordIDs {
+		return q, where, args, nil, nil, nil
+	}
+
+	return q, where, args, plan.keep, nil, nil
 }
