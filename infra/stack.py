@@ -295,7 +295,7 @@ FERRETDB_PATCHES: tuple[tuple[str, str, str], ...] = (
         (
             "internal/backends/sqlite/query_iterator.go",
             "\tonlyRecordIDs bool\n}\n",
-            "\tonlyRecordIDs bool\n\tkeep          []string // helpdesk: top-level fields to decode (helpdeskSlim); nil for all\n}\n",
+            "\tonlyRecordIDs bool\n\tkeep          []string // helpdesk: fields to decode (helpdeskSlim)\n}\n",
         ),
         (
             "internal/backends/sqlite/query_iterator.go",
