@@ -9,7 +9,10 @@ from tickets.store import Store
 def matches(doc: dict[str, Any], query: dict[str, Any]) -> bool:
     for key, want in query.items():
         have = doc.get(key)
-        if isinstance(want, dict):
+        if isinstance(want, dict) and "$in" in want:
+            if have not in want["$in"]:
+                return False
+        elif isinstance(want, dict):
             ((op, value),) = want.items()
             if have is None or not (have < value if op == "$lt" else have > value):
                 return False
@@ -40,14 +43,20 @@ class Cursor:
 
 
 class Collection:
-    """Just enough of a collection for `Store.page`: find with equality, $lt and $gt; sort; limit."""
+    """Just enough of a collection for `Store.page`: find with equality, $in, $lt and $gt; inclusion
+    projection; sort; limit. `reads` counts the documents each find returned, by id."""
 
     def __init__(self, docs: list[dict[str, Any]]) -> None:
         self.docs = docs
         self.name = "tickets"
+        self.reads: list[dict[str, Any]] = []
 
-    def find(self, query: dict[str, Any], _fields: Any = None) -> Cursor:
-        return Cursor([dict(d) for d in self.docs if matches(d, query)])
+    def find(self, query: dict[str, Any], fields: dict[str, int] | None = None) -> Cursor:
+        found = [d for d in self.docs if matches(d, query)]
+        if fields is not None:
+            found = [{k: v for k, v in d.items() if k == "_id" or fields.get(k)} for d in found]
+        self.reads += found
+        return Cursor([dict(d) for d in found])
 
 
 class Db(dict[str, Collection]):

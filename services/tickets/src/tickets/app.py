@@ -50,7 +50,7 @@ def create_app(
 ) -> FastAPI:
     """Build the tickets app."""
     rt = build_runtime("tickets", settings, broker=broker, mongo=mongo, configure_logging=configure_logging)
-    store = Store(rt.db)
+    store = Store(rt.db, list_rows_kept=settings.list_rows_kept)
     relay = OutboxRelay(store.tickets, rt.publisher)
     contacts_relay = OutboxRelay(store.contacts, rt.publisher)
     handlers = Handlers(

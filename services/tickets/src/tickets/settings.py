@@ -27,3 +27,9 @@ class Settings(ServiceSettings, ServiceTokenSettings, MessageIdSettings):
         description="Seconds a queue page is shared by the viewers of the same query; a ticket written by this"
         " process drops it at once (0: off).",
     )
+    list_rows_kept: int = Field(
+        default=20_000,
+        ge=0,
+        description="List rows kept in memory, each with its ticket's revision: a queue page reads only the"
+        " keys of its rows from the store, and whole rows only of tickets changed since (0: always read rows).",
+    )

@@ -3,6 +3,7 @@
 import asyncio
 import base64
 import json
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +35,10 @@ SUMMARY_FIELDS = {
     "last_customer_comment_at": 1,
     "version": 1,
 }
-HIDDEN_FIELDS = {"outbox": 0, "outbox_since": 0, "applied": 0}
+# Bumped by every change of a ticket (Store.apply), unlike `version`, which only changes with the commands
+# that name the version they read. A list row read at one revision is that row until the next (RowCache).
+REVISION = "rev"
+HIDDEN_FIELDS = {"outbox": 0, "outbox_since": 0, "applied": 0, REVISION: 0}
 # Indexes of earlier releases; "message_ids" indexed an array, which the launcher's index contract forbids.
 OBSOLETE_INDEXES = {"message_ids", "status_updated", "handler_status", "group_status", "requester"}
 _VIEW_TAIL = [("updated_at", DESCENDING), ("number", DESCENDING)]
@@ -89,12 +93,52 @@ INDEXES: list[tuple[str, list[tuple[str, int]], bool]] = [
 ]
 
 
+class RowCache:
+    """List rows of recently listed tickets, each kept with the revision it was read at (least recently used go).
+
+    A queue page first reads only the keys of its rows (id, sort keys, revision), which the store answers
+    without decoding whole tickets; the rows themselves are read only for tickets changed since this process
+    last listed them. Every change of a ticket bumps its revision in the same write (`Store.apply`), so a
+    kept row is never shown once its ticket changed, whichever process changed it.
+    """
+
+    def __init__(self, max_rows: int) -> None:
+        self.max_rows = max_rows
+        self._rows: OrderedDict[tuple[str, str], tuple[Any, dict[str, Any]]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        """Return how many rows are kept."""
+        return len(self._rows)
+
+    def get(self, ticket_id: str, revision: Any, shape: str) -> dict[str, Any] | None:
+        """Return a copy of the row of a ticket at this revision with these fields (`shape`), if kept."""
+        kept = self._rows.get((shape, ticket_id))
+        if kept is None or kept[0] != revision:
+            self.misses += 1
+            return None
+        self._rows.move_to_end((shape, ticket_id))
+        self.hits += 1
+        return dict(kept[1])
+
+    def put(self, ticket_id: str, revision: Any, shape: str, row: dict[str, Any]) -> None:
+        """Keep a row read at a revision (a copy), dropping the least recently used beyond `max_rows`."""
+        if self.max_rows <= 0:
+            return
+        self._rows[(shape, ticket_id)] = (revision, dict(row))
+        self._rows.move_to_end((shape, ticket_id))
+        while len(self._rows) > self.max_rows:
+            self._rows.popitem(last=False)
+
+
 class Store:
     """Reads and writes the tickets service's collections."""
 
-    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], *, list_rows_kept: int = 20_000) -> None:
         self.db = db
         self.tickets = db["tickets"]
+        self.rows = RowCache(list_rows_kept)
         # Bumped after every ticket this process writes: the list cache (listcache.py) drops older pages.
         self.ticket_writes = 0
         self.counters = db["counters"]
@@ -290,10 +334,10 @@ class Store:
     ) -> bool:
         """Apply a change once per event id, if the ticket is still at `expected_version`; tell whether it applied."""
         query: dict[str, Any] = {"_id": ticket_id, "applied": {"$ne": event_id}}
-        update: dict[str, Any] = {"$push": {"applied": event_id}}
+        update: dict[str, Any] = {"$push": {"applied": event_id}, "$inc": {REVISION: 1}}
         if expected_version is not None:
             query["version"] = expected_version
-            update["$inc"] = {"version": 1}
+            update["$inc"]["version"] = 1
         for key, values in change.push.items():
             if values:
                 update["$push"][key] = {"$each": values}
@@ -351,13 +395,13 @@ class Store:
 
         Keyset pagination on (sort field, number), both descending. Each filter is asked separately with
         two index-ordered queries (ties of the cursor's value, then older values) and the pages are merged,
-        so an agent's several groups never make the store sort a whole queue. The rows are read with their
-        page fields at once: the store reads each whole document anyway (FerretDB always, MongoDB for
-        `_id`), so reading sort keys first and the page's rows second only cost a second query.
+        so an agent's several groups never make the store sort a whole queue. Those queries read only each
+        row's keys (id, sort keys, revision); the page's rows then come from `rows` (RowCache), and only the
+        tickets changed since they were last listed here are read with their page fields, by id.
         `oldest_first` walks the same indexes backwards (both keys ascending), so it costs the same.
         """
         after = decode_cursor(cursor) if cursor else None
-        fields = {**(projection or SUMMARY_FIELDS), sort: 1, "number": 1}  # the merge needs the sort keys
+        keys = {"_id": 1, "number": 1, sort: 1, REVISION: 1}
         direction, beyond = (ASCENDING, "$gt") if oldest_first else (DESCENDING, "$lt")
         order = [(sort, direction), ("number", direction)]
         found: dict[str, dict[str, Any]] = {}
@@ -371,15 +415,29 @@ class Store:
             for part in parts:
                 if len(rows) > limit:
                     break
-                rows += [doc async for doc in self.tickets.find(part, fields).sort(order).limit(limit + 1 - len(rows))]
+                rows += [doc async for doc in self.tickets.find(part, keys).sort(order).limit(limit + 1 - len(rows))]
             return rows
 
         for rows in await asyncio.gather(*(one(query) for query in filters)):
             found.update((doc["_id"], doc) for doc in rows)
-        docs = sorted(found.values(), key=lambda d: (_sortable(d.get(sort)), d["number"]), reverse=not oldest_first)
-        more = len(docs) > limit
-        docs = docs[:limit]
-        return docs, encode_cursor(docs[-1].get(sort), docs[-1]["number"]) if more and docs else None
+        heads = sorted(found.values(), key=lambda d: (_sortable(d.get(sort)), d["number"]), reverse=not oldest_first)
+        more = len(heads) > limit
+        heads = heads[:limit]
+        docs = await self._rows_of(heads, {**(projection or SUMMARY_FIELDS), sort: 1, "number": 1})
+        return docs, encode_cursor(heads[-1].get(sort), heads[-1]["number"]) if more and heads else None
+
+    async def _rows_of(self, heads: list[dict[str, Any]], fields: dict[str, int]) -> list[dict[str, Any]]:
+        """Return the rows of these tickets (keys read by `page`) in their order: kept ones, the rest read."""
+        shape = ",".join(sorted(fields))
+        rows = {head["_id"]: self.rows.get(head["_id"], head.get(REVISION), shape) for head in heads}
+        missing = [ticket_id for ticket_id, row in rows.items() if row is None]
+        if missing:
+            async for doc in self.tickets.find({"_id": {"$in": missing}}, {**fields, REVISION: 1}):
+                revision = doc.pop(REVISION, None)  # newer than the key's if it changed meanwhile: shown as read
+                self.rows.put(doc["_id"], revision, shape, doc)
+                rows[doc["_id"]] = doc
+        # a ticket deleted between the two reads is left out
+        return [row for head in heads if (row := rows[head["_id"]]) is not None]
 
     async def count(self, filters: list[dict[str, Any]]) -> int:
         """Count tickets matching any of `filters` (disjoint by construction); index-only on the store."""
