@@ -209,6 +209,7 @@ class FakeTickets:
         self.actors: list[Actor] = []
         self.views: list[tuple[str, str | None]] = []
         self.lists: list[dict[str, Any]] = []
+        self.count_requests = 0  # GET /api/tickets/counts on its own (a list asked with_counts is not one)
         """Every list asked for: view, cursor, filters and order."""
         self.down = False
         self.next_cursor: str | None = None
@@ -232,14 +233,23 @@ class FakeTickets:
         limit: int = 50,
         filters: Mapping[str, str] | None = None,
         order: str | None = None,
+        with_counts: bool = False,
     ) -> TicketPage:
         self._call(actor)
         self.views.append((view, cursor))
-        self.lists.append({"view": view, "cursor": cursor, "filters": dict(filters or {}), "order": order})
-        return TicketPage.model_validate({"items": list(self.tickets.values()), "next_cursor": self.next_cursor})
+        self.lists.append(
+            {"view": view, "cursor": cursor, "filters": dict(filters or {}), "order": order, "counts": with_counts}
+        )
+        counts = self._counts() if with_counts else None
+        page = {"items": list(self.tickets.values()), "next_cursor": self.next_cursor, "counts": counts}
+        return TicketPage.model_validate(page)
 
     async def counts(self, actor: Actor) -> dict[str, int]:
         self._call(actor)
+        self.count_requests += 1
+        return self._counts()
+
+    def _counts(self) -> dict[str, int]:
         return dict.fromkeys(VIEWS, len(self.tickets)) | {"mine": 0}
 
     async def get_ticket(self, actor: Actor, number: int) -> TicketDetail:
@@ -472,6 +482,7 @@ class CustomerTickets(FakeTickets):
         limit: int = 50,
         filters: Mapping[str, str] | None = None,
         order: str | None = None,
+        with_counts: bool = False,
     ) -> TicketPage:
         self._call(actor)
         self.views.append((view, cursor))
@@ -485,7 +496,8 @@ class CustomerTickets(FakeTickets):
             and ("organisation" not in wanted or t.get("organisation") == wanted["organisation"])
         ]
         items.sort(key=lambda t: t["updated_at"], reverse=True)
-        return TicketPage.model_validate({"items": items[:limit], "next_cursor": self.next_cursor})
+        counts = self._counts() if with_counts else None
+        return TicketPage.model_validate({"items": items[:limit], "next_cursor": self.next_cursor, "counts": counts})
 
     async def get_ticket(self, actor: Actor, number: int) -> TicketDetail:
         self._call(actor)

@@ -85,6 +85,27 @@ def test_the_list_shows_every_view_as_a_tab_with_its_count(admin: TestClient) ->
     assert re.search(r'class="tab current"[^>]*>\s*All open', page)
 
 
+def test_a_view_page_takes_its_tabs_counts_with_its_rows_in_one_request(
+    admin: TestClient, tickets: FakeTickets
+) -> None:
+    tickets.tickets[2] = ticket(2)
+
+    page = admin.get("/tickets", params={"view": "mine"}).text
+
+    assert [(asked["view"], asked["counts"]) for asked in tickets.lists] == [("mine", True)]
+    assert tickets.count_requests == 0
+    assert 'All open <span class="count">2</span>' in page
+
+
+def test_a_search_page_asks_for_the_counts_beside_the_search(admin: TestClient, tickets: FakeTickets) -> None:
+    tickets.api.route("GET", "/api/tickets/search", {"items": [ticket(7)], "next_cursor": None})
+
+    page = admin.get("/tickets", params={"q": "printer"}).text
+
+    assert tickets.count_requests == 1
+    assert re.search(r'All open <span class="count">\d+</span>', page)
+
+
 def test_the_counts_fragment_returns_the_tab_bar_that_polls_itself(admin: TestClient, tickets: FakeTickets) -> None:
     tickets.tickets[2] = ticket(2)
 

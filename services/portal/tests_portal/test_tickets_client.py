@@ -51,6 +51,19 @@ async def test_counts_are_read_per_view() -> None:
     assert await client_answering(handler).counts(ACTOR) == views
 
 
+async def test_a_page_asked_with_its_counts_brings_every_view_s_count_in_the_same_request() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"items": [], "next_cursor": None, "counts": {"mine": 3, "all_open": 7}})
+
+    page = await client_answering(handler).list_tickets(ACTOR, "mine", with_counts=True)
+
+    assert [(r.url.path, r.url.params.get("counts")) for r in seen] == [("/api/tickets", "true")]
+    assert page.counts == {"mine": 3, "all_open": 7}
+
+
 async def test_a_ticket_is_read_with_its_conversation() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         assert request.url.path == "/api/tickets/1"

@@ -220,6 +220,12 @@ async def test_views_counts_and_pages_agree_for_an_agent_in_two_groups(api: Api)
     assert counts["all_open"] == len(visible)
     assert counts["mine"] == len([t for t in made if t["handler"] == "bo" and t["number"] in visible])
     assert counts["unassigned"] == len(visible) - counts["mine"]
+    assert body["counts"] is None  # only when asked: a queue page takes its tabs' counts with its first page
+    with_counts = (await api.call("GET", "/tickets?view=mine&limit=3&counts=true", two)).json()
+    assert with_counts["counts"] == counts
+    assert [t["number"] for t in with_counts["items"]] == [
+        t["number"] for t in expected if t["number"] in visible and t["handler"] == "bo"
+    ][:3]
     only_billing = (await api.call("GET", "/tickets?view=all_open&group=billing", two)).json()["items"]
     assert {t["group"] for t in only_billing} == {"billing"}
     assert (await api.call("GET", "/tickets?view=all_open&group=sales", two)).json()["items"] == []

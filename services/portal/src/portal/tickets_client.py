@@ -150,6 +150,7 @@ class TicketPage(_Read):
 
     items: list[TicketSummary] = Field(description="The tickets on this page.")
     next_cursor: str | None = Field(default=None, description="Opaque cursor of the next page, if any.")
+    counts: dict[str, int] | None = Field(default=None, description="Every view's count, when asked with the page.")
 
 
 class ViewCounts(_Read):
@@ -170,8 +171,12 @@ class Tickets(Protocol):
         limit: int = 50,
         filters: Mapping[str, str] | None = None,
         order: str | None = None,
+        with_counts: bool = False,
     ) -> TicketPage:
-        """Return one page of a view, narrowed by `filters` (`LIST_FILTERS`) and in `order` (`LIST_ORDERS`)."""
+        """Return one page of a view, narrowed by `filters` (`LIST_FILTERS`) and in `order` (`LIST_ORDERS`).
+
+        `with_counts` adds every view's count (`TicketPage.counts`) in the same request.
+        """
 
     async def counts(self, actor: Actor) -> dict[str, int]:
         """Return the number of tickets in each view."""
@@ -292,8 +297,12 @@ class TicketsClient:
         limit: int = 50,
         filters: Mapping[str, str] | None = None,
         order: str | None = None,
+        with_counts: bool = False,
     ) -> TicketPage:
-        """Return one page of a view, narrowed by `filters` (`LIST_FILTERS`) and in `order` (`LIST_ORDERS`)."""
+        """Return one page of a view, narrowed by `filters` (`LIST_FILTERS`) and in `order` (`LIST_ORDERS`).
+
+        `with_counts` adds every view's count (`TicketPage.counts`) in the same request.
+        """
         if view not in VIEWS:
             raise ValueError(f"unknown view {view!r}")
         unknown = set(filters or {}) - set(LIST_FILTERS)
@@ -304,6 +313,8 @@ class TicketsClient:
             params["order"] = order
         if cursor:
             params["cursor"] = cursor
+        if with_counts:
+            params["counts"] = "true"
         return self._parse(TicketPage, await self._get("/api/tickets", actor, params), "the ticket list")
 
     async def counts(self, actor: Actor) -> dict[str, int]:

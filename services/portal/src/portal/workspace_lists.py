@@ -257,6 +257,16 @@ def setup(app: FastAPI, portal: Portal, settings: Settings) -> None:
             "tabs_query": urlencode(list(kept.items())),
         }
 
+    async def page_and_counts(
+        actor: Actor, user: User, query: ListQuery, t: Translate
+    ) -> tuple[TicketPage, str, Mapping[str, int]]:
+        # A view's page brings the tabs' counts in the same request; a search asks for them beside it.
+        if query.q:
+            (page, alert), counts = await asyncio.gather(page_of(actor, user, query, t), portal.tickets.counts(actor))
+            return page, alert, counts
+        page, alert = await page_of(actor, user, query, t)
+        return page, alert, page.counts if page.counts is not None else await portal.tickets.counts(actor)
+
     async def page_of(actor: Actor, user: User, query: ListQuery, t: Translate) -> tuple[TicketPage, str]:
         if query.q:
             params = {"q": query.q, "limit": PAGE_SIZE, **({"cursor": query.cursor} if query.cursor else {})}
@@ -270,7 +280,13 @@ def setup(app: FastAPI, portal: Portal, settings: Settings) -> None:
             return TicketPage.model_validate(answer), ""
         view, filters = api_filters(query, user)
         page = await portal.tickets.list_tickets(
-            actor, view, cursor=query.cursor or None, limit=PAGE_SIZE, filters=filters, order=query.order
+            actor,
+            view,
+            cursor=query.cursor or None,
+            limit=PAGE_SIZE,
+            filters=filters,
+            order=query.order,
+            with_counts=True,
         )
         return page, ""
 
@@ -286,9 +302,8 @@ def setup(app: FastAPI, portal: Portal, settings: Settings) -> None:
     ) -> Response:
         actor = Actor.of(user)
         t = translator(language_for(request))
-        (page, search_alert), counts, saved, config, people = await asyncio.gather(
-            page_of(actor, user, query, t),
-            portal.tickets.counts(actor),
+        (page, search_alert, counts), saved, config, people = await asyncio.gather(
+            page_and_counts(actor, user, query, t),
             saved_views_of(user),
             shared_config.get(lambda: config_of(actor)),
             shared_staff.get(portal.accounts.users.staff),

@@ -88,6 +88,9 @@ class Page(BaseModel):
 
     items: list[Summary]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+    counts: dict[str, int] | None = Field(
+        default=None, description="With `counts=true`: the ticket count of every view, as `GET /tickets/counts`."
+    )
 
 
 class Counts(BaseModel):
@@ -300,6 +303,16 @@ def router(
     Number = Annotated[int, Path(ge=1, le=10**12)]
     Email = Annotated[str, Path(min_length=3, max_length=320)]
 
+    async def counts_of(v: Viewer, config: Config, group: str | None = None) -> dict[str, int]:
+        names = [n for n in VIEWS if not (v.role == "customer" and n in AGENT_ONLY_VIEWS)]
+        queries = []
+        for name in names:
+            filters, _ = view_filters(name, v, organisation_visible=config.settings.customers_see_organisation)
+            if group is not None:
+                filters = [{**f, "group": group} for f in filters if f.get("group", group) == group]
+            queries.append(view_counts.count(filters))
+        return dict(zip(names, await asyncio.gather(*queries), strict=True))
+
     def require_agent(v: Viewer) -> None:
         if v.role not in ("admin", "agent", "light_agent", "system"):
             raise HTTPException(status.HTTP_403_FORBIDDEN, "for agents only")
@@ -376,6 +389,9 @@ def router(
         requester: Annotated[str | None, Query(max_length=320)] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
         cursor: Annotated[str | None, Query(max_length=400)] = None,
+        counts: Annotated[
+            bool, Query(description="Also give the count of every view (a queue page's tabs) in one answer.")
+        ] = False,
     ) -> dict[str, Any]:
         config = await handlers.config()
         filters, sort = view_filters(view, v, organisation_visible=config.settings.customers_see_organisation)
@@ -399,12 +415,14 @@ def router(
                 continue  # e.g. an agent's other groups when one group is asked for
             narrowed.append({**f, **extra})
         try:
-            docs, next_cursor = await list_pages.page(
-                narrowed, sort=sort, limit=limit, cursor=cursor, oldest_first=order == "oldest"
-            )
+            read = list_pages.page(narrowed, sort=sort, limit=limit, cursor=cursor, oldest_first=order == "oldest")
+            if counts:
+                (docs, next_cursor), views = await asyncio.gather(read, counts_of(v, config))
+            else:
+                (docs, next_cursor), views = await read, None
         except ValueError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
-        return {"items": [_summary(d) for d in docs], "next_cursor": next_cursor}
+        return {"items": [_summary(d) for d in docs], "next_cursor": next_cursor, "counts": views}
 
     @api.get(
         "/tickets/search",
@@ -436,15 +454,7 @@ def router(
 
     @api.get("/tickets/counts", tags=["tickets"], response_model=Counts, summary="Ticket count of every view.")
     async def counts(v: Acting, group: Annotated[str | None, Query(pattern=KEY_PARAM)] = None) -> dict[str, Any]:
-        config = await handlers.config()
-        names = [n for n in VIEWS if not (v.role == "customer" and n in AGENT_ONLY_VIEWS)]
-        queries = []
-        for name in names:
-            filters, _ = view_filters(name, v, organisation_visible=config.settings.customers_see_organisation)
-            if group is not None:
-                filters = [{**f, "group": group} for f in filters if f.get("group", group) == group]
-            queries.append(view_counts.count(filters))
-        return {"views": dict(zip(names, await asyncio.gather(*queries), strict=True))}
+        return {"views": await counts_of(v, await handlers.config(), group)}
 
     statistics = Statistics(store)
 
