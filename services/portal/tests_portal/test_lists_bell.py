@@ -44,6 +44,28 @@ def test_the_bell_shows_the_unread_count_of_the_signed_in_user(admin: TestClient
     assert params["user_id"] and params["unread"] == "true"
 
 
+def test_the_bell_keeps_a_person_s_count_for_a_moment_until_they_mark_notifications_read(
+    admin: TestClient, notify: FakeService
+) -> None:
+    unread = {"n": 2}
+    notify.route("GET", "/inapp", lambda **_: {"items": [ITEM], "unread": unread["n"]})
+    notify.route("POST", "/inapp/read", {"marked": 2, "unread": 0})
+
+    def bell() -> str:
+        return admin.get("/notifications/bell", headers={"HX-Request": "true"}).text
+
+    assert '<span class="bell-count" id="bell-count">2</span>' in bell()
+    asked = len(notify.calls)
+    unread["n"] = 5
+    assert '<span class="bell-count" id="bell-count">2</span>' in bell()  # every page loads the bell: kept
+    assert len(notify.calls) == asked
+    page = admin.get("/notifications").text
+    admin.post("/notifications/read", data=hidden_fields(page, "/notifications/read"))
+    unread["n"] = 0
+
+    assert "bell-count" not in bell()
+
+
 def test_the_bell_shows_no_count_and_no_error_when_notify_is_down(admin: TestClient, notify: FakeService) -> None:
     notify.down = True
 

@@ -3,7 +3,7 @@
 import asyncio
 
 import pytest
-from portal.shortcache import Kept
+from portal.shortcache import Kept, KeptByKey
 
 
 class Source:
@@ -114,3 +114,19 @@ async def test_nothing_is_kept_when_the_period_is_zero() -> None:
     await kept.get(source)
     await kept.get(source)
     assert source.loads == 2
+
+
+async def test_values_kept_by_key_are_apart_and_a_forgotten_key_is_loaded_again() -> None:
+    clock, anna, bo = Clock(), Source(), Source()
+    kept: KeptByKey[str, str | None] = KeptByKey(ttl=10, clock=clock, max_keys=2)
+
+    assert await kept.get("anna", anna) == "v1"
+    bo.value = "b1"
+    assert await kept.get("bo", bo) == "b1"
+    anna.value = "v2"
+    assert await kept.get("anna", anna) == "v1"
+    kept.forget("anna")
+    assert await kept.get("anna", anna) == "v2"
+    assert (anna.loads, bo.loads) == (2, 1)
+    await kept.get("cecilia", Source())  # a third key: the full table is dropped, so bo is loaded anew
+    assert await kept.get("bo", bo) == "b1" and bo.loads == 2

@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+K = TypeVar("K")
 T = TypeVar("T")
 
 
@@ -55,10 +56,33 @@ class Kept(Generic[T]):
         return value
 
 
+class KeptByKey(Generic[K, T]):
+    """One `Kept` value per key (e.g. per user), at most `max_keys` at once (all dropped when full)."""
+
+    def __init__(self, *, ttl: float, max_keys: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.max_keys = max_keys
+        self._clock = clock
+        self._kept: dict[K, Kept[T]] = {}
+
+    async def get(self, key: K, load: Callable[[], Awaitable[T]]) -> T:
+        """Return the value kept for `key`, or `load()` it (callers of the same key meanwhile share the load)."""
+        kept = self._kept.get(key)
+        if kept is None:
+            if len(self._kept) >= self.max_keys:
+                self._kept.clear()
+            kept = self._kept[key] = Kept(ttl=self.ttl, clock=self._clock)
+        return await kept.get(load)
+
+    def forget(self, key: K) -> None:
+        """Drop what is kept for `key` (a load running meanwhile is not kept either)."""
+        self._kept.pop(key, None)
+
+
 def _retrieve(task: "asyncio.Task[object]") -> None:
     # A failed load whose callers all gave up is still looked at, so asyncio does not log it as lost.
     if not task.cancelled():
         task.exception()
 
 
-__all__ = ["Kept"]
+__all__ = ["Kept", "KeptByKey"]

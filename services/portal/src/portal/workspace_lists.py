@@ -36,7 +36,7 @@ from portal.pagekit import (
 from portal.saved_views import MAX_NAME_LENGTH, MemorySavedViews, MongoSavedViews, SavedView, TooManyViews
 from portal.service_client import ServiceNotFound, ServiceRefused, ServiceUnavailable
 from portal.settings import Settings
-from portal.shortcache import Kept
+from portal.shortcache import Kept, KeptByKey
 from portal.tickets_client import LIST_ORDERS, TicketPage
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,9 @@ SAVED_VIEWS_WAIT = 0.5
 SHARED_SECONDS = 5.0
 """Seconds the staff list and the ticket configuration are kept for every list page of this process."""
 """Seconds a list waits for the saved views: they are a help, the list is shown without them after that."""
+BELL_SECONDS = 10.0
+"""Seconds a person's unread count is kept for their bell (it loads after every staff page and polls every 30 s);
+marking notifications read in this process drops it at once."""
 NOTIFICATIONS_SHOWN = 50
 NOTIFICATION_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,200}")
 BULK_FIELDS = {"handler": "bulk_handler", "status": "bulk_status", "priority": "bulk_priority", "group": "bulk_group"}
@@ -226,6 +229,7 @@ def setup(app: FastAPI, portal: Portal, settings: Settings) -> None:
     # The same for every agent's page and rarely changed: read once per few seconds, not per page load.
     shared_staff: Kept[list[User]] = Kept(ttl=SHARED_SECONDS)
     shared_config: Kept[Mapping[str, Any] | None] = Kept(ttl=SHARED_SECONDS, keep=lambda config: config is not None)
+    unread_counts: KeptByKey[str, int] = KeptByKey(ttl=BELL_SECONDS)
 
     async def saved_views_of(user: User) -> list[SavedView] | None:
         # The views are a help: a slow or failing store leaves the list without them, not without a page.
@@ -434,6 +438,12 @@ def setup(app: FastAPI, portal: Portal, settings: Settings) -> None:
         answer = await portal.service("notify").call("GET", "/inapp", params=params)
         return answer if isinstance(answer, Mapping) else {}
 
+    async def unread_of(user_id: str) -> int:
+        answer = await portal.service("notify").call(
+            "GET", "/inapp", params={"user_id": user_id, "unread": "true", "limit": 1}
+        )
+        return _count(answer.get("unread")) if isinstance(answer, Mapping) else 0
+
     @router.get("/notifications/bell")
     async def bell(request: Request) -> Response:
         # Polled by every staff page; notify being down only leaves the bell without its number.
@@ -442,10 +452,7 @@ def setup(app: FastAPI, portal: Portal, settings: Settings) -> None:
             return Response(status_code=204)
         unread = 0
         try:
-            answer = await portal.service("notify").call(
-                "GET", "/inapp", params={"user_id": user.id, "unread": "true", "limit": 1}
-            )
-            unread = _count(answer.get("unread")) if isinstance(answer, Mapping) else 0
+            unread = await unread_counts.get(user.id, lambda: unread_of(user.id))
         except (ServiceUnavailable, ServiceNotFound, ServiceRefused, PageError) as exc:
             log.info("the bell of %s shows no count: %r", user.email, exc)
         return render(request, "_bell.html", unread=unread)
@@ -466,6 +473,7 @@ def setup(app: FastAPI, portal: Portal, settings: Settings) -> None:
     @router.post("/notifications/read")
     async def mark_all_read(user: StaffUser) -> Response:
         await portal.service("notify").call("POST", "/inapp/read", json={"user_id": user.id, "all": True})
+        unread_counts.forget(user.id)
         return RedirectResponse("/notifications", status_code=303)
 
     @router.post("/notifications/{notification_id}/open")
@@ -477,6 +485,7 @@ def setup(app: FastAPI, portal: Portal, settings: Settings) -> None:
             await portal.service("notify").call(
                 "POST", "/inapp/read", json={"user_id": user.id, "ids": [notification_id]}
             )
+            unread_counts.forget(user.id)
         except (ServiceUnavailable, ServiceRefused, ServiceNotFound) as exc:
             log.warning("could not mark notification %s of %s read: %r", notification_id, user.email, exc)
         return RedirectResponse(f"/tickets/{int(ticket)}", status_code=303)
