@@ -303,6 +303,8 @@ async def load(args: argparse.Namespace, people: list[dict[str, Any]]) -> dict[s
         "think": think,
         "seconds": measured,
         "all": summary(samples, measured),
+        # the figure the target is about: every queue page, first pages of the views and next pages alike
+        "queue pages": summary([s for s in samples if s.kind.startswith(("page ", "next page"))], measured),
         # the writes are not page loads: shown on their own, left out of "all"
         "kinds": {k: summary([s for s in samples if s.kind == k], measured) for k in kinds}
         | ({"write (PATCH as admin)": summary(writes, measured)} if writer is not None else {}),
@@ -390,7 +392,7 @@ def print_figures(name: str, figures: dict[str, Any], tickets: int) -> None:
         polls = ", ".join(f"{path} every {every:g} s" for path, every in extras["polls"])
         print(f"(as the page's htmx does: {extras['on_load'] or 'nothing'} after each page; {polls or 'no polls'})")
     print(f"{'request':<32} {'n':>6} {'req/s':>7} {'err':>4}   portal p50/p95/p99 ms      client p50/p95/p99 ms")
-    for kind, f in [("all", figures["all"]), *figures["kinds"].items()]:
+    for kind, f in [("all", figures["all"]), ("queue pages", figures["queue pages"]), *figures["kinds"].items()]:
         server = " / ".join(f"{v:6.1f}" for v in f["server"]) or "-"
         client = " / ".join(f"{v:6.1f}" for v in f["client"]) or "-"
         print(f"{kind:<32} {f['requests']:>6} {f['per_second']:>7.1f} {f['errors']:>4}   {server:<26} {client}")

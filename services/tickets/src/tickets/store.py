@@ -394,7 +394,7 @@ class Store:
         """Return one page, newest `sort` value first, of the union of `filters`, and the next page's cursor.
 
         Keyset pagination on (sort field, number), both descending. Each filter is asked separately with
-        two index-ordered queries (ties of the cursor's value, then older values) and the pages are merged,
+        two index-ordered queries at once (ties of the cursor's value, then older values) and the pages are merged,
         so an agent's several groups never make the store sort a whole queue. Those queries read only each
         row's keys (id, sort keys, revision); the page's rows then come from `rows` (RowCache), and only the
         tickets changed since they were last listed here are read with their page fields, by id.
@@ -406,19 +406,19 @@ class Store:
         order = [(sort, direction), ("number", direction)]
         found: dict[str, dict[str, Any]] = {}
 
-        async def one(query: dict[str, Any]) -> list[dict[str, Any]]:
-            parts = [query]
-            if after is not None:
-                value, number = after
-                parts = [{**query, sort: value, "number": {beyond: number}}, {**query, sort: {beyond: value}}]
-            rows: list[dict[str, Any]] = []
-            for part in parts:
-                if len(rows) > limit:
-                    break
-                rows += [doc async for doc in self.tickets.find(part, keys).sort(order).limit(limit + 1 - len(rows))]
-            return rows
+        async def keys_of(part: dict[str, Any]) -> list[dict[str, Any]]:
+            return [doc async for doc in self.tickets.find(part, keys).sort(order).limit(limit + 1)]
 
-        for rows in await asyncio.gather(*(one(query) for query in filters)):
+        parts = filters
+        if after is not None:
+            # the ties of the cursor's value, and the values beyond it: asked at once (the ties are few or none)
+            value, number = after
+            parts = [
+                part
+                for query in filters
+                for part in ({**query, sort: value, "number": {beyond: number}}, {**query, sort: {beyond: value}})
+            ]
+        for rows in await asyncio.gather(*(keys_of(part) for part in parts)):
             found.update((doc["_id"], doc) for doc in rows)
         heads = sorted(found.values(), key=lambda d: (_sortable(d.get(sort)), d["number"]), reverse=not oldest_first)
         more = len(heads) > limit
