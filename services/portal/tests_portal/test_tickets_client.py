@@ -64,6 +64,25 @@ async def test_a_page_asked_with_its_counts_brings_every_view_s_count_in_the_sam
     assert page.counts == {"mine": 3, "all_open": 7}
 
 
+async def test_a_read_cut_off_once_is_asked_again_and_twice_is_unavailable() -> None:
+    calls: list[str] = []
+
+    def cut_once(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        if len(calls) == 1:
+            raise httpx.ReadError("connection reset by peer", request=request)
+        return httpx.Response(200, json={"items": [ticket(1)], "next_cursor": None})
+
+    page = await client_answering(cut_once).list_tickets(ACTOR, "mine")
+    assert [t.number for t in page.items] == [1] and calls == ["/api/tickets", "/api/tickets"]
+
+    def always_cut(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("server disconnected", request=request)
+
+    with pytest.raises(TicketsUnavailable):
+        await client_answering(always_cut).list_tickets(ACTOR, "mine")
+
+
 async def test_a_ticket_is_read_with_its_conversation() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         assert request.url.path == "/api/tickets/1"

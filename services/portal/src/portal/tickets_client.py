@@ -264,11 +264,20 @@ class TicketsClient:
         return headers
 
     async def _get(self, path: str, actor: Actor, params: dict[str, Any] | None = None) -> httpx.Response:
-        try:
-            response = await self._http.get(path, params=params, headers=self._actor_headers(actor))
-        except httpx.HTTPError as exc:
-            log.warning("tickets service unreachable: GET %s: %s", path, exc)
-            raise TicketsUnavailable(f"tickets service unreachable: {type(exc).__name__}") from exc
+        for attempt in (1, 2):
+            try:
+                response = await self._http.get(path, params=params, headers=self._actor_headers(actor))
+                break
+            except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+                # A kept-alive connection the service closed just as the request went out (seen once in
+                # thousands under load): a read is safe to send again, once, on a fresh connection.
+                if attempt == 2:
+                    log.warning("tickets service unreachable: GET %s: %r", path, exc)
+                    raise TicketsUnavailable(f"tickets service unreachable: {type(exc).__name__}") from exc
+                log.info("asking the tickets service again: GET %s: %r", path, exc)
+            except httpx.HTTPError as exc:
+                log.warning("tickets service unreachable: GET %s: %s", path, exc)
+                raise TicketsUnavailable(f"tickets service unreachable: {type(exc).__name__}") from exc
         if response.status_code in (401, 403):
             log.error("tickets service refused our service token (HTTP %s) on GET %s", response.status_code, path)
             raise TicketsUnavailable(f"tickets service refused the portal (HTTP {response.status_code})")
