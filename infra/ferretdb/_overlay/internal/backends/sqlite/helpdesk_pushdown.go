@@ -503,70 +503,52 @@ func appendMember(dst, key, value []byte) []byte {
 // eachMember calls f with the key token (quotes included) and the value text of each member of the JSON
 // object b; false if b is not one object or f says stop.
 func eachMember(b []byte, f func(key, value []byte) bool) bool {
-	i := skipSpace(b, 0)
-	if i >= len(b) || b[i] != '{' {
-		return false
-	}
-
-	i = skipSpace(b, i+1)
-	if i < len(b) && b[i] == '}' {
-		return skipSpace(b, i+1) == len(b)
-	}
-
-	for i < len(b) {
+	return eachItem(b, '{', '}', func(i int) (int, bool) {
 		keyEnd, ok := skipString(b, i)
 		if !ok {
-			return false
+			return 0, false
 		}
 
-		key := b[i:keyEnd]
-
-		i = skipSpace(b, keyEnd)
-		if i >= len(b) || b[i] != ':' {
-			return false
+		colon := skipSpace(b, keyEnd)
+		if colon >= len(b) || b[colon] != ':' {
+			return 0, false
 		}
 
-		start := skipSpace(b, i+1)
+		start := skipSpace(b, colon+1)
 
 		end, ok := skipValue(b, start)
-		if !ok || !f(key, b[start:end]) {
-			return false
-		}
 
-		i = skipSpace(b, end)
-		if i >= len(b) {
-			return false
-		}
-
-		switch b[i] {
-		case ',':
-			i = skipSpace(b, i+1)
-		case '}':
-			return skipSpace(b, i+1) == len(b)
-		default:
-			return false
-		}
-	}
-
-	return false
+		return end, ok && f(b[i:keyEnd], b[start:end])
+	})
 }
 
 // eachElement calls f with each element of the JSON array b that is a string (token with quotes); false if
 // b is not one array of strings or f says stop.
 func eachElement(b []byte, f func(item []byte) bool) bool {
+	return eachItem(b, '[', ']', func(i int) (int, bool) {
+		end, ok := skipString(b, i)
+
+		return end, ok && f(b[i:end])
+	})
+}
+
+// eachItem walks the JSON object or array b (opened by opening, closed by closing), calling item with the index
+// of each member or element; item returns the index after it, or false to stop. False if b is not one
+// well-formed object or array, or item stopped.
+func eachItem(b []byte, opening, closing byte, item func(i int) (int, bool)) bool {
 	i := skipSpace(b, 0)
-	if i >= len(b) || b[i] != '[' {
+	if i >= len(b) || b[i] != opening {
 		return false
 	}
 
 	i = skipSpace(b, i+1)
-	if i < len(b) && b[i] == ']' {
+	if i < len(b) && b[i] == closing {
 		return skipSpace(b, i+1) == len(b)
 	}
 
 	for i < len(b) {
-		end, ok := skipString(b, i)
-		if !ok || !f(b[i:end]) {
+		end, ok := item(i)
+		if !ok {
 			return false
 		}
 
@@ -578,7 +560,7 @@ func eachElement(b []byte, f func(item []byte) bool) bool {
 		switch b[i] {
 		case ',':
 			i = skipSpace(b, i+1)
-		case ']':
+		case closing:
 			return skipSpace(b, i+1) == len(b)
 		default:
 			return false
