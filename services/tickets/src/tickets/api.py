@@ -26,6 +26,7 @@ from contracts.models import UPLOAD_ID_PATTERN, Actor, Address, Attachment, Chan
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 from hdkit.auth import require_service_token
+from prometheus_client import CollectorRegistry
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from tickets.access import AGENT_ONLY_VIEWS, VIEWS, View, view_filters, viewer
@@ -33,7 +34,7 @@ from tickets.config import Config
 from tickets.countcache import CountCache
 from tickets.domain import Mailbox, visible_attachments
 from tickets.handlers import Conflict, Handlers
-from tickets.listcache import ListCache
+from tickets.listcache import AnswersMetric, ListCache
 from tickets.search import InvalidQuery, SearchIndex
 from tickets.stats import Statistics, Stats, UnknownTimeZone
 from tickets.store import SUMMARY_FIELDS, Store
@@ -294,10 +295,13 @@ def router(
     search: SearchIndex | None = None,
     counts_cache_seconds: float = 0.0,
     list_cache_seconds: float = 0.0,
+    metrics: CollectorRegistry | None = None,
 ) -> APIRouter:
     """Return the API routes, all behind the service token and the acting user's access."""
     view_counts = CountCache(lambda query: store.count([query]), ttl=counts_cache_seconds)
-    list_pages = ListCache(store.page, ttl=list_cache_seconds, generation=lambda: store.ticket_writes)
+    list_pages = ListCache(store.page, ttl=list_cache_seconds, writes=store.writes)
+    if metrics is not None:
+        AnswersMetric.register(list_pages, metrics)
     api = APIRouter(prefix="/api", dependencies=[Depends(require_service_token(token))])
     Acting = Annotated[Viewer, Depends(viewer)]
     Number = Annotated[int, Path(ge=1, le=10**12)]

@@ -133,6 +133,7 @@ def create_app(
             search=search,
             counts_cache_seconds=settings.counts_cache_seconds,
             list_cache_seconds=settings.list_cache_seconds,
+            metrics=rt.metrics,
         )
     )
     install_error_handlers(app)

@@ -208,7 +208,12 @@ class Handlers:
             outbox = self._outbox(envelope, ticket["_id"], change.events)
             await self._store.remember_message_ids(ticket["_id"], [i for i in (email.message_id,) if i])
             applied = await self._store.apply(
-                ticket["_id"], change, event_id=envelope.event_id, outbox=outbox, expected_version=ticket["version"]
+                ticket["_id"],
+                change,
+                event_id=envelope.event_id,
+                outbox=outbox,
+                expected_version=ticket["version"],
+                before=ticket,
             )
             if applied:
                 await self._relay.flush_items(ticket["_id"], outbox)
@@ -383,7 +388,12 @@ class Handlers:
             change = await self._decide(ticket, command, config, v, now)
             outbox = self._outbox(envelope, ticket["_id"], change.events, change.commands)
             applied = await self._store.apply(
-                ticket["_id"], change, event_id=command.command_id, outbox=outbox, expected_version=ticket["version"]
+                ticket["_id"],
+                change,
+                event_id=command.command_id,
+                outbox=outbox,
+                expected_version=ticket["version"],
+                before=ticket,
             )
             if applied:
                 await self._relay.flush_items(ticket["_id"], outbox)
@@ -501,7 +511,12 @@ class Handlers:
                 source, command, config, v, ticket_id=ticket_id, number=doc["number"], now=utcnow()
             )
             if await self._store.apply(
-                source["_id"], change, event_id=command.command_id, outbox=[], expected_version=source["version"]
+                source["_id"],
+                change,
+                event_id=command.command_id,
+                outbox=[],
+                expected_version=source["version"],
+                before=source,
             ):
                 return doc
             source = await self._store.get(source["_id"]) or source

@@ -1,10 +1,8 @@
 """The only module that talks to MongoDB for tickets: one ticket is one document, outbox included."""
 
 import asyncio
-import base64
-import json
 from collections import OrderedDict
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from typing import Any
 
 from contracts.envelope import utcnow
@@ -15,7 +13,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts import Envelope
 from tickets.config import Config, default_config
-from tickets.domain import EPOCH, Change, Mailbox
+from tickets.domain import Change, Mailbox
+from tickets.keyset import decode_cursor, encode_cursor, sortable
+from tickets.listcache import UNKNOWN, Seen, Write, Writes, changed, seen
 
 # What a list row shows. Kept short on purpose: the store's cost of a page grows with every field read.
 SUMMARY_FIELDS = {
@@ -139,8 +139,9 @@ class Store:
         self.db = db
         self.tickets = db["tickets"]
         self.rows = RowCache(list_rows_kept)
-        # Bumped after every ticket this process writes: the list cache (listcache.py) drops older pages.
-        self.ticket_writes = 0
+        # Every ticket this process writes, noted before the write: the list cache (listcache.py) drops the
+        # kept pages a write may change.
+        self.writes = Writes()
         self.counters = db["counters"]
         self.mailboxes = db["mailboxes"]
         self.config = db["config"]
@@ -207,12 +208,12 @@ class Store:
         """Remove deleted tickets whose last events are out (one, or every one a crash left behind)."""
         query: dict[str, Any] = {"phase": "deleted"} if ticket_id is None else {"_id": ticket_id, "phase": "deleted"}
         removed = 0
-        try:
-            async for doc in self.tickets.find(query, {"outbox": 1}):
-                if not doc.get("outbox"):
+        async for doc in self.tickets.find(query, {"outbox": 1}):
+            if not doc.get("outbox"):
+                try:
                     removed += (await self.tickets.delete_one({"_id": doc["_id"], "outbox": {}})).deleted_count
-        finally:
-            self.ticket_writes += 1
+                finally:  # as insert_ticket; what lists can tell of it: it was deleted
+                    self.writes.note(Write(doc["_id"], Seen({"phase": "deleted"}, None), None, None))
         return removed
 
     async def templates(self) -> dict[str, dict[str, Any]]:
@@ -293,8 +294,8 @@ class Store:
         """Insert a new ticket with its outbox (DuplicateKeyError if it exists)."""
         try:
             await self.tickets.insert_one({**doc, **outbox_fields(outbox)})
-        finally:
-            self.ticket_writes += 1  # even a failed write may have landed
+        finally:  # after the write (a page read meanwhile is looked at again), even one that failed: it may have landed
+            self.writes.note(Write(doc["_id"], None, seen(doc), None))
 
     async def get(self, ticket_id: str) -> dict[str, Any] | None:
         """Return a ticket by id."""
@@ -331,8 +332,13 @@ class Store:
         event_id: str,
         outbox: list[tuple[str, Envelope]],
         expected_version: int | None,
+        before: Mapping[str, Any] | None = None,
     ) -> bool:
-        """Apply a change once per event id, if the ticket is still at `expected_version`; tell whether it applied."""
+        """Apply a change once per event id, if the ticket is still at `expected_version`; tell whether it applied.
+
+        `before` is the ticket as read at that version, if the caller has it: then the list cache keeps the
+        pages this change cannot reach; without it, only the pages the change's fields cannot reach.
+        """
         query: dict[str, Any] = {"_id": ticket_id, "applied": {"$ne": event_id}}
         update: dict[str, Any] = {"$push": {"applied": event_id}, "$inc": {REVISION: 1}}
         if expected_version is not None:
@@ -351,8 +357,8 @@ class Store:
             update["$pull"] = dict(change.pull)
         try:
             result = await self.tickets.update_one(query, update)
-        finally:
-            self.ticket_writes += 1  # even a failed write may have landed
+        finally:  # as insert_ticket
+            self.writes.note(_write_of(ticket_id, update, change, before))
         return result.modified_count == 1
 
     async def mailbox(self, address: str) -> Mailbox | None:
@@ -420,7 +426,7 @@ class Store:
             ]
         for rows in await asyncio.gather(*(keys_of(part) for part in parts)):
             found.update((doc["_id"], doc) for doc in rows)
-        heads = sorted(found.values(), key=lambda d: (_sortable(d.get(sort)), d["number"]), reverse=not oldest_first)
+        heads = sorted(found.values(), key=lambda d: (sortable(d.get(sort)), d["number"]), reverse=not oldest_first)
         more = len(heads) > limit
         heads = heads[:limit]
         docs = await self._rows_of(heads, {**(projection or SUMMARY_FIELDS), sort: 1, "number": 1})
@@ -449,32 +455,10 @@ class Store:
         return await self.tickets.find_one(query, HIDDEN_FIELDS)
 
 
-def _sortable(value: Any) -> Any:
-    if value is None:
-        return EPOCH
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
-def encode_cursor(value: Any, number: int) -> str:
-    """Return an opaque cursor for keyset pagination (sort value and ticket number of the last row)."""
-    if isinstance(value, datetime):
-        raw: Any = {"d": _sortable(value).isoformat()}
-    elif value is None:
-        raw = {"d": EPOCH.isoformat()}
-    else:
-        raw = {"v": value}
-    return base64.urlsafe_b64encode(json.dumps({**raw, "n": number}).encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[Any, int]:
-    """Read a cursor made by `encode_cursor` (ValueError when it is not one)."""
-    try:
-        data = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        value = datetime.fromisoformat(str(data["d"])) if "d" in data else data["v"]
-        if not isinstance(value, datetime | int | str) or isinstance(value, bool):
-            raise ValueError("invalid cursor value")
-        return value, int(data["n"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError("invalid cursor") from exc
+def _write_of(ticket_id: str, update: dict[str, Any], change: Change, before: Mapping[str, Any] | None) -> Write:
+    """Return what an update does to a ticket as lists see it (see listcache.py)."""
+    touched = frozenset(key.partition(".")[0] for operator in update.values() for key in operator)
+    if before is None:
+        return Write(ticket_id, UNKNOWN, UNKNOWN, touched)
+    old = seen(before)
+    return Write(ticket_id, old, changed(old, change.set_fields, touched - change.set_fields.keys()), touched)
