@@ -36,7 +36,7 @@ test-e2e: install
 screenshots: install
 	HELPDESK_SCREENSHOTS=docs/screenshots $(PY) -m pytest -p no:cacheprovider tests/e2e/test_browser.py tests/e2e/test_browser_admin.py tests/e2e/test_browser_security.py
 
-## bench: parse-and-publish on one ingest process (BENCH_INGEST_EMAILS=6000), N emails through the whole journey (BENCH_EMAILS=2000), then the tickets service at BENCH_TICKETS=1000000 (seeded once into BENCH_DATA, ~25 min, and kept), then the portal's queue page on the same tickets with BENCH_PORTAL_AGENTS=50 agents for BENCH_PORTAL_SECONDS=60 per scenario, then BENCH_TIMERS=100000 pending timers, then rule evaluation with 500 rules
+## bench: parse-and-publish on one ingest process (BENCH_INGEST_EMAILS=6000), N emails through the whole journey (BENCH_EMAILS=2000), then the tickets service at BENCH_TICKETS=1000000 (seeded once into BENCH_DATA, ~25 min, and kept), then the portal's queue page on the same tickets with BENCH_PORTAL_AGENTS=50 agents for BENCH_PORTAL_SECONDS=60 per scenario (and at people's pace again with BENCH_PORTAL_WRITES=5 ticket writes/s), then BENCH_TIMERS=100000 pending timers, then rule evaluation with 500 rules
 BENCH_DATA ?= .data/bench/tickets-$${BENCH_TICKETS:-1000000}
 bench: install
 	$(PY) tools/bench_ingest.py --emails $${BENCH_INGEST_EMAILS:-6000}
@@ -44,6 +44,9 @@ bench: install
 	$(PY) tools/bench_tickets.py --tickets $${BENCH_TICKETS:-1000000} --dir $(BENCH_DATA) --keep
 	$(PY) tools/bench_portal.py --tickets $${BENCH_TICKETS:-1000000} --dir $(BENCH_DATA) --keep \
 		--agents $${BENCH_PORTAL_AGENTS:-50} --duration $${BENCH_PORTAL_SECONDS:-60} --scenarios $${BENCH_PORTAL_SCENARIOS:-closed,think}
+	$(PY) tools/bench_portal.py --tickets $${BENCH_TICKETS:-1000000} --dir $(BENCH_DATA) --keep \
+		--agents $${BENCH_PORTAL_AGENTS:-50} --duration $${BENCH_PORTAL_SECONDS:-60} --scenarios think \
+		--writes-per-second $${BENCH_PORTAL_WRITES:-5}
 	$(PY) tools/bench_timers.py --timers $${BENCH_TIMERS:-100000} --lead 20
 	$(PY) tools/bench_rules.py --rules 500 --events 20000
 

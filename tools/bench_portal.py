@@ -16,8 +16,8 @@ counts, the bell) at the page's intervals. Scenarios (`--scenarios`):
 - `think`: each agent waits 1-3 s (uniform) between pages, as people working a queue do.
 
 `--writes-per-second N` changes tickets meanwhile (N a second, the priority of a ticket, through the
-tickets API's PATCH as an admin), as a working team does; every write makes the tickets service drop its
-shared list pages, so this shows the queue page under changes rather than a read-only load. Which tickets
+tickets API's PATCH as an admin), as a working team does; a write makes the tickets service drop the
+shared list pages it may change, so this shows the queue page under changes rather than a read-only load. Which tickets
 (`--write-to`): `working` (default) the 1,000 open tickets with the latest activity, the ones a team has in
 hand, so every write lands on the first pages the agents are looking at; `any` a random one of all the tickets,
 mostly closed ones years old (on a machine whose memory manager pages out cold file pages, such as this
