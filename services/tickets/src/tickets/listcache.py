@@ -32,12 +32,15 @@ from tickets.keyset import decode_cursor, sortable
 PageResult = tuple[list[dict[str, Any]], str | None]
 ReadPage = Callable[..., Awaitable[PageResult]]
 _SCALARS = (str, int, float, bool, datetime, type(None))
+_LONGEST = 500  # longer texts (a description) are no list's filter: not kept, counted as unknown
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, _SCALARS) and not (isinstance(value, str) and len(value) > _LONGEST)
 
 
 def _plain(value: Any) -> bool:
-    return isinstance(value, _SCALARS) or (
-        isinstance(value, dict) and all(isinstance(v, _SCALARS) for v in value.values())
-    )
+    return _scalar(value) or (isinstance(value, dict) and len(value) <= 20 and all(map(_scalar, value.values())))
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ def changed(before: Seen, set_fields: Mapping[str, Any], other_fields: Iterable[
         if not rest and _plain(value):
             values[top] = dict(value) if isinstance(value, dict) else value
             unknown.discard(top)
-        elif rest and "." not in rest and isinstance(inner, dict) and isinstance(value, _SCALARS):
+        elif rest and "." not in rest and isinstance(inner, dict) and _scalar(value):
             values[top] = {**inner, rest: value}
         else:
             values.pop(top, None)
@@ -217,6 +220,9 @@ class ListCache:
             self._entries = {k: v for k, v in self._entries.items() if v.expires > now}
             if len(self._entries) >= self._max_entries:
                 self._entries.clear()
+        kept = self._entries.get(key)
+        if kept is not None and kept.checked > reading.started:
+            return  # a read begun later (after a write) finished first: it is the one to keep
         # kept as of the read's start: the writes landing during the read are looked at on the next ask
         self._entries[key] = _Kept(reading.started, now + self.ttl, reading.task.result(), filters, options)
 
