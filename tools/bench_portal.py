@@ -20,8 +20,8 @@ tickets API's PATCH as an admin), as a working team does; a write makes the tick
 shared list pages it may change, so this shows the queue page under changes rather than a read-only load. Which tickets
 (`--write-to`): `working` (default) the 1,000 open tickets with the latest activity, the ones a team has in
 hand, so every write lands on the first pages the agents are looking at; `any` a random one of all the tickets,
-mostly closed ones years old (on a machine whose memory manager pages out cold file pages, such as this
-project's CI VM, these wait for the disk).
+mostly closed ones years old (on a machine whose memory manager pages out file pages not touched for a
+while, such as the one of the README's figures, these writes wait for the disk).
 
 For each scenario it prints the portal's own time (`Server-Timing: app;dur=`, from the request reaching
 the app to the answer's start), the time the load generator saw, requests/s and errors.

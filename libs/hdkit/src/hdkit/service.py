@@ -174,7 +174,7 @@ def settle_heap() -> None:
     """Keep the collector off what the process built before serving: modules, the app, templates.
 
     A full collection walks every object that can hold others. A service has some hundred thousands of them from
-    its imports alone, so each full collection stopped the event loop for 60-200 ms, and every request in
+    its imports alone, so each full collection stopped the event loop for 50-200 ms, and every request in
     flight waited (the queue page's slowest 5 % at a million tickets were mostly these pauses). Frozen objects
     are never walked or freed; they live as long as the process anyway.
     """

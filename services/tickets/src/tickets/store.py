@@ -139,8 +139,8 @@ class Store:
         self.db = db
         self.tickets = db["tickets"]
         self.rows = RowCache(list_rows_kept)
-        # Every ticket this process writes, noted before the write: the list cache (listcache.py) drops the
-        # kept pages a write may change.
+        # Every ticket this process writes, noted once the write is done (or failed): the list cache
+        # (listcache.py) drops the kept pages a write may change.
         self.writes = Writes()
         self.counters = db["counters"]
         self.mailboxes = db["mailboxes"]
