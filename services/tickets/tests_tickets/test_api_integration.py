@@ -11,18 +11,16 @@ import pytest
 from contracts.commands import UpdateTicket
 from contracts.models import Actor
 from fastapi import FastAPI
-from hdkit.mongo import OutboxRelay
 from hdkit.testing import read_envelopes, started_publisher
 from tickets.api import install_error_handlers, router
-from tickets.domain import Mailbox
 from tickets.handlers import Handlers, Indexer
 from tickets.search import SearchIndex
 from tickets.store import Store
 
 from contracts import Envelope, topics
+from tests_tickets.wiring import SECRET, handlers_on
 
 TOKEN = "service-token-for-tests-0123456789"
-SECRET = "integration-secret-0123456789"
 ADMIN = {"X-Actor-Id": "ada", "X-Actor-Role": "admin", "X-Actor-Email": "ada@helpdesk.example"}
 AGENT = {"X-Actor-Id": "bo", "X-Actor-Role": "agent", "X-Actor-Groups": "support"}
 BILLING = {"X-Actor-Id": "cy", "X-Actor-Role": "agent", "X-Actor-Groups": "billing"}
@@ -51,15 +49,7 @@ class Api:
 @pytest.fixture
 async def api(infra: Any, mongo: Any) -> AsyncIterator[Api]:
     async with started_publisher(infra.bootstrap) as publisher:
-        store = Store(mongo)
-        await store.ensure_indexes()
-        await store.seed_defaults(Mailbox(address="support@localhost", group="support"))
-        handlers = Handlers(
-            store,
-            OutboxRelay(store.tickets, publisher),
-            message_id_secret=SECRET,
-            contacts_relay=OutboxRelay(store.contacts, publisher),
-        )
+        handlers, store = await handlers_on(mongo, publisher)
         search = SearchIndex(mongo)
         await search.ensure_indexes()
         app = FastAPI()

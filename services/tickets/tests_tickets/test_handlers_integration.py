@@ -10,13 +10,9 @@ from contracts.models import Address, Bounce
 from hdkit.mongo import OutboxRelay
 from hdkit.staff import StaffDirectory
 from hdkit.testing import read_envelopes, started_publisher
-from tickets.domain import Mailbox
-from tickets.handlers import Handlers
-from tickets.store import Store
 
 from contracts import EmailReceived, Envelope, NotificationSent, derived_id, topics
-
-SECRET = "integration-secret-0123456789"
+from tests_tickets.wiring import SECRET, handlers_on
 
 
 def email(message_id: str, sender: str = "kund@example.se", **overrides: Any) -> tuple[Envelope, EmailReceived]:
@@ -40,19 +36,6 @@ async def ticket_events(bootstrap: str, type_: str, key: str) -> list[dict[str, 
     return await read_envelopes(
         bootstrap, topics.TICKET_EVENTS, lambda e: e["type"] == type_ and e["key"] == key, expect=1
     )
-
-
-async def handlers_on(mongo: Any, publisher: Any) -> tuple[Handlers, Store]:
-    store = Store(mongo)
-    await store.ensure_indexes()
-    await store.seed_defaults(Mailbox(address="support@localhost", group="support"))
-    handlers = Handlers(
-        store,
-        OutboxRelay(store.tickets, publisher),
-        message_id_secret=SECRET,
-        contacts_relay=OutboxRelay(store.contacts, publisher),
-    )
-    return handlers, store
 
 
 @pytest.mark.asyncio

@@ -8,15 +8,15 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from hdkit.mongo import OutboxRelay
 from hdkit.testing import started_publisher
 from prometheus_client import CollectorRegistry
 from tickets.api import install_error_handlers, router
-from tickets.domain import Change, Mailbox
-from tickets.handlers import Handlers
+from tickets.domain import Change
 from tickets.keyset import decode_cursor, encode_cursor
 from tickets.listcache import UNKNOWN, AnswersMetric, ListCache, Seen, Write, Writes, _may_match, changed, seen
 from tickets.store import Store, _write_of
+
+from tests_tickets.wiring import handlers_on
 
 PageResult = tuple[list[dict[str, Any]], str | None]
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -414,15 +414,7 @@ AGENT = {"X-Actor-Id": "bo", "X-Actor-Role": "agent", "X-Actor-Groups": "support
 @pytest.fixture
 async def cached_api(infra: Any, mongo: Any) -> AsyncIterator[tuple[httpx.AsyncClient, Store]]:
     async with started_publisher(infra.bootstrap) as publisher:
-        store = Store(mongo)
-        await store.ensure_indexes()
-        await store.seed_defaults(Mailbox(address="support@localhost", group="support"))
-        handlers = Handlers(
-            store,
-            OutboxRelay(store.tickets, publisher),
-            message_id_secret="integration-secret-0123456789",
-            contacts_relay=OutboxRelay(store.contacts, publisher),
-        )
+        handlers, store = await handlers_on(mongo, publisher)
         app = FastAPI()
         app.include_router(router(store, handlers, TOKEN, list_cache_seconds=60))
         install_error_handlers(app)
