@@ -130,7 +130,7 @@ async def test_two_tickets_processes_on_the_real_store_never_show_a_row_the_othe
     before, _ = await reader.page(QUERY, sort="updated_at", limit=10, cursor=None, projection=fields)
 
     changed = Change(set_fields={"priority": "urgent", "title": "Printer on fire"})
-    assert await writer.apply("t-2", changed, event_id="e-1", outbox=[], expected_version=None)
+    assert await writer.apply("t-2", changed, event_id="e-1", outbox=[])
     after, _ = await reader.page(QUERY, sort="updated_at", limit=10, cursor=None, projection=fields)
 
     assert [(d["number"], d["priority"], d["title"]) for d in after] == [

@@ -208,12 +208,7 @@ class Handlers:
             outbox = self._outbox(envelope, ticket["_id"], change.events)
             await self._store.remember_message_ids(ticket["_id"], [i for i in (email.message_id,) if i])
             applied = await self._store.apply(
-                ticket["_id"],
-                change,
-                event_id=envelope.event_id,
-                outbox=outbox,
-                expected_version=ticket["version"],
-                before=ticket,
+                ticket["_id"], change, event_id=envelope.event_id, outbox=outbox, before=ticket
             )
             if applied:
                 await self._relay.flush_items(ticket["_id"], outbox)
@@ -328,7 +323,7 @@ class Handlers:
 
     async def _record(self, envelope: Envelope, ticket_id: str, change: Change) -> None:
         await self._store.remember_message_ids(ticket_id, change.add_to_set.get("message_ids", []))
-        if not await self._store.apply(ticket_id, change, event_id=envelope.event_id, outbox=[], expected_version=None):
+        if not await self._store.apply(ticket_id, change, event_id=envelope.event_id, outbox=[]):
             if await self._store.get(ticket_id) is None:
                 log.warning("%s for unknown ticket %s ignored", envelope.type, ticket_id)
 
@@ -388,12 +383,7 @@ class Handlers:
             change = await self._decide(ticket, command, config, v, now)
             outbox = self._outbox(envelope, ticket["_id"], change.events, change.commands)
             applied = await self._store.apply(
-                ticket["_id"],
-                change,
-                event_id=command.command_id,
-                outbox=outbox,
-                expected_version=ticket["version"],
-                before=ticket,
+                ticket["_id"], change, event_id=command.command_id, outbox=outbox, before=ticket
             )
             if applied:
                 await self._relay.flush_items(ticket["_id"], outbox)
@@ -510,14 +500,7 @@ class Handlers:
             _, _, change = workflow.split(
                 source, command, config, v, ticket_id=ticket_id, number=doc["number"], now=utcnow()
             )
-            if await self._store.apply(
-                source["_id"],
-                change,
-                event_id=command.command_id,
-                outbox=[],
-                expected_version=source["version"],
-                before=source,
-            ):
+            if await self._store.apply(source["_id"], change, event_id=command.command_id, outbox=[], before=source):
                 return doc
             source = await self._store.get(source["_id"]) or source
         raise Conflict(f"ticket #{command.number} changed {self._retries} times while it was split")

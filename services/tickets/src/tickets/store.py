@@ -331,18 +331,19 @@ class Store:
         *,
         event_id: str,
         outbox: list[tuple[str, Envelope]],
-        expected_version: int | None,
         before: Mapping[str, Any] | None = None,
     ) -> bool:
-        """Apply a change once per event id, if the ticket is still at `expected_version`; tell whether it applied.
+        """Apply a change once per event id; tell whether it applied.
 
-        `before` is the ticket as read at that version, if the caller has it: then the list cache keeps the
-        pages this change cannot reach; without it, only the pages the change's fields cannot reach.
+        `before` is the ticket as the caller read it: the change then applies only if the ticket is still at
+        that version (and bumps it), and the list cache keeps the pages this change cannot reach. Without it
+        the change applies whatever the version, and the list cache keeps only the pages the change's fields
+        cannot reach.
         """
         query: dict[str, Any] = {"_id": ticket_id, "applied": {"$ne": event_id}}
         update: dict[str, Any] = {"$push": {"applied": event_id}, "$inc": {REVISION: 1}}
-        if expected_version is not None:
-            query["version"] = expected_version
+        if before is not None:
+            query["version"] = before["version"]
             update["$inc"]["version"] = 1
         for key, values in change.push.items():
             if values:
