@@ -481,10 +481,33 @@ async def test_the_answers_show_on_metrics() -> None:
     store = FakePages()
     cache = cache_of(store)
     registry = CollectorRegistry()
-    AnswersMetric.register(cache, registry)
+    AnswersMetric.register(registry, "helpdesk_list_pages", "pages", lambda: cache.answers)
     await cache.page(SUPPORT, **OPTIONS)
     await cache.page(SUPPORT, **OPTIONS)
     await cache.page(SUPPORT, **OPTIONS)
     assert registry.get_sample_value("helpdesk_list_pages_total", {"answer": "kept"}) == 2
     assert registry.get_sample_value("helpdesk_list_pages_total", {"answer": "read"}) == 1
     assert registry.get_sample_value("helpdesk_list_pages_total", {"answer": "shared"}) == 0
+
+
+@pytest.mark.asyncio
+async def test_the_tickets_api_shows_how_list_pages_and_rows_were_answered(infra: Any, mongo: Any) -> None:
+    async with started_publisher(infra.bootstrap) as publisher:
+        handlers, store = await handlers_on(mongo, publisher)
+        registry = CollectorRegistry()
+        app = FastAPI()
+        app.include_router(router(store, handlers, TOKEN, list_cache_seconds=60, metrics=registry))
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://tickets", headers=headers) as client:
+            body = {"requester": {"email": "kund@example.se"}, "fields": {"title": "Trasig", "group": "support"}}
+            assert (await client.post("/api/tickets", json=body, headers=ADMIN)).status_code == 201
+            for view in ("unassigned", "unassigned", "all_open"):
+                await listed(client, view, AGENT)
+
+    def sample(name: str, answer: str) -> float | None:
+        return registry.get_sample_value(name, {"answer": answer})
+
+    assert (sample("helpdesk_list_pages_total", "read"), sample("helpdesk_list_pages_total", "kept")) == (2, 1)
+    assert sample("helpdesk_list_rows_total", "read") == 1  # the new ticket, read once
+    assert sample("helpdesk_list_rows_total", "kept") == 1  # then from memory in the other view

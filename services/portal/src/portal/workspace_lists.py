@@ -51,9 +51,9 @@ MAX_SEARCH_LENGTH = 1000
 MAX_BULK = 500
 PAGE_SIZE = 50
 SAVED_VIEWS_WAIT = 0.5
+"""Seconds a list waits for the saved views: they are a help, the list is shown without them after that."""
 SHARED_SECONDS = 5.0
 """Seconds the staff list and the ticket configuration are kept for every list page of this process."""
-"""Seconds a list waits for the saved views: they are a help, the list is shown without them after that."""
 BELL_SECONDS = 10.0
 """Seconds a person's unread count is kept for their bell (it loads after every staff page and polls every 30 s);
 marking notifications read in this process drops it at once."""

@@ -301,7 +301,19 @@ def router(
     view_counts = CountCache(lambda query: store.count([query]), ttl=counts_cache_seconds)
     list_pages = ListCache(store.page, ttl=list_cache_seconds, writes=store.writes)
     if metrics is not None:
-        AnswersMetric.register(list_pages, metrics)
+        AnswersMetric.register(
+            metrics,
+            "helpdesk_list_pages",
+            "Queue pages asked for, by how they were answered: kept (from memory), shared (with a read under way), "
+            "read (from the store).",
+            lambda: list_pages.answers,
+        )
+        AnswersMetric.register(
+            metrics,
+            "helpdesk_list_rows",
+            "Rows of queue pages: kept (from memory, at the ticket's revision) or read (from the store).",
+            lambda: {"kept": store.rows.hits, "read": store.rows.misses},
+        )
     api = APIRouter(prefix="/api", dependencies=[Depends(require_service_token(token))])
     Acting = Annotated[Viewer, Depends(viewer)]
     Number = Annotated[int, Path(ge=1, le=10**12)]

@@ -234,27 +234,26 @@ class ListCache:
 
 
 class AnswersMetric(Collector):
-    """`helpdesk_list_pages_total{answer}` on /metrics: how a ListCache answered, read at each scrape."""
+    """A `<name>_total{answer}` counter on /metrics, read from a cache's own counts at each scrape."""
 
-    def __init__(self, cache: ListCache) -> None:
-        self._cache = cache
+    def __init__(self, name: str, documentation: str, answers: Callable[[], Mapping[str, int]]) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._answers = answers
 
     def collect(self) -> Iterable[CounterMetricFamily]:
         """Yield the counts of the cache's answers."""
-        family = CounterMetricFamily(
-            "helpdesk_list_pages",
-            "Queue pages asked for, by how they were answered: kept (from memory), shared (with a read under way), "
-            "read (from the store).",
-            labels=["answer"],
-        )
-        for answer, count in self._cache.answers.items():
+        family = CounterMetricFamily(self._name, self._documentation, labels=["answer"])
+        for answer, count in self._answers().items():
             family.add_metric([answer], count)
         yield family
 
     @classmethod
-    def register(cls, cache: ListCache, registry: CollectorRegistry) -> None:
+    def register(
+        cls, registry: CollectorRegistry, name: str, documentation: str, answers: Callable[[], Mapping[str, int]]
+    ) -> None:
         """Show a cache's answers in a registry."""
-        registry.register(cls(cache))
+        registry.register(cls(name, documentation, answers))
 
 
 def _may_change(
